@@ -1,0 +1,112 @@
+"""The audit log: one JSON object per line for every tool call, refused ones included.
+
+A trigger call writes two records: `attempt` (durable, before the request is sent) and `result`.
+If a record cannot be written, `AuditUnavailable` is raised and trigger tools refuse (fail closed).
+The token never appears here: records carry its fingerprint only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "AuditLog",
+    "AuditRecord",
+    "AuditSink",
+    "AuditUnavailable",
+    "JsonlFileSink",
+]
+
+Decision = Literal["allowed", "denied"]
+Outcome = Literal["success", "error", "unknown", "denied"]
+
+
+class AuditUnavailable(Exception):
+    """The audit record could not be made durable."""
+
+
+class AuditSink(Protocol):
+    def write(self, line: str, *, durable: bool) -> None:
+        """Append one line; raise `OSError` if it was not written (and, when `durable`, synced to disk)."""
+        ...
+
+
+class JsonlFileSink:
+    """Appends to a JSONL file, opened per record so log rotation is safe; one `write(2)` per line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, line: str, *, durable: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            data = (line + "\n").encode()
+            if os.write(fd, data) != len(data):
+                raise OSError(f"short write to {self.path}")
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """What happened in one step of one tool call. `None` fields are left out of the line."""
+
+    event: Literal["attempt", "result"]
+    tool: str
+    request_id: str
+    decision: Decision
+    outcome: Outcome | None = None
+    reason: str | None = None
+    project_id: str | None = None
+    build_id: str | None = None
+    job_id: str | None = None
+    http_status: int | None = None
+    duration_ms: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditLog:
+    """Writes `AuditRecord`s for one token (identified by fingerprint) to a sink."""
+
+    def __init__(
+        self,
+        sink: AuditSink,
+        *,
+        token_fingerprint: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sink = sink
+        self._token_fingerprint = token_fingerprint
+        self._clock = clock
+
+    def write(self, record: AuditRecord, *, durable: bool) -> None:
+        line = self.render(record)
+        try:
+            self._sink.write(line, durable=durable)
+        except OSError as error:
+            raise AuditUnavailable(
+                f"audit log not writable ({type(error).__name__}: {error.strerror or error})"
+            ) from error
+
+    def render(self, record: AuditRecord) -> str:
+        fields = asdict(record)
+        if not fields["detail"]:
+            del fields["detail"]
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(self._clock(), UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "token": self._token_fingerprint,
+        }
+        line.update({key: value for key, value in fields.items() if value is not None})
+        return json.dumps(line, separators=(",", ":"), ensure_ascii=False)

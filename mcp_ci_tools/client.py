@@ -1,0 +1,391 @@
+"""The InfraBox `/api/v1/mcp` client: one method per endpoint, typed results, one error tree.
+
+    InfraBoxError(message, *, status=None, reason=None, request_id=None)
+      InfraBoxUnreachable   certainly not sent (connect error, connect/pool timeout), after the retries ran out
+      OutcomeUnknown        a write was sent but no usable answer came back (read timeout, reset, 5xx)
+      TokenRejected         401
+      Forbidden             403; .kind is "project_not_enabled" or "no_trigger_permission"
+      NotFound              404
+      NotPossibleNow        400, 409, 422: the state does not allow it (.reason is InfraBox's text)
+      RateLimited           429; .retry_after_s
+      UpstreamBroken        any other answer, or a read that got no usable answer
+
+httpx errors are translated in `_translate_transport_errors` and status codes in `_raise_for_status`;
+nothing else here catches httpx exceptions. A write is retried only when it was certainly not sent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from mcp_ci_tools import __version__
+
+__all__ = [
+    "BuildAborted",
+    "BuildRestarted",
+    "Forbidden",
+    "InfraBoxClient",
+    "InfraBoxError",
+    "InfraBoxUnreachable",
+    "JobAborted",
+    "JobRerun",
+    "JobRestarted",
+    "NotFound",
+    "NotPossibleNow",
+    "OutcomeUnknown",
+    "RateLimited",
+    "TokenRejected",
+    "UpstreamBroken",
+    "WriteAnswer",
+]
+
+log = logging.getLogger("mcp_ci_tools.client")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+# Only these mean the request never left this machine, so only these may be retried for a write.
+_CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_MAX_ATTEMPTS = 3
+_MAX_RETRY_SECONDS = 10.0
+_DEFAULT_RETRY_AFTER_S = 60
+_REASON_LIMIT = 300
+_TOKEN_IN_TEXT = re.compile(r"ib_mcp_[0-9A-Za-z]*")
+
+
+class InfraBoxError(Exception):
+    """A call to InfraBox that did not succeed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.request_id = request_id
+
+
+class InfraBoxUnreachable(InfraBoxError):
+    """Nothing reached InfraBox (connection refused, connect or pool timeout), even after retrying."""
+
+
+class OutcomeUnknown(InfraBoxError):
+    """A write was sent but no usable answer came back: it may or may not have taken effect."""
+
+
+class TokenRejected(InfraBoxError):
+    """401: the token is invalid, unknown, expired or revoked."""
+
+
+class Forbidden(InfraBoxError):
+    """403: the project is not enabled for this token, or the token has no trigger permission."""
+
+    def __init__(self, message: str, *, kind: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.kind = kind
+
+
+class NotFound(InfraBoxError):
+    """404: the project, build or job does not exist, or not in that project."""
+
+
+class NotPossibleNow(InfraBoxError):
+    """400/409/422: InfraBox refuses the operation in the current state."""
+
+
+class RateLimited(InfraBoxError):
+    """429: InfraBox's own rate limit."""
+
+    def __init__(self, message: str, *, retry_after_s: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamBroken(InfraBoxError):
+    """An answer that fits no row of the contract, or a read with no usable answer."""
+
+
+@dataclass(frozen=True)
+class WriteAnswer:
+    """InfraBox accepted a write (any 2xx); subclasses hold the fields normalised across upstream shapes."""
+
+    http_status: int
+
+
+@dataclass(frozen=True)
+class BuildRestarted(WriteAnswer):
+    new_build_id: str | None
+    restart_counter: int | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class BuildAborted(WriteAnswer):
+    jobs_aborted: int | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class JobRestarted(WriteAnswer):
+    jobs_restarted: int | None
+    new_job_ids: list[str] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRerun(WriteAnswer):
+    new_job_id: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class JobAborted(WriteAnswer):
+    message: str | None
+
+
+def _clean_text(value: object) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = _TOKEN_IN_TEXT.sub("ib_mcp_[MASKED]", " ".join(value.split()))
+    return text if len(text) <= _REASON_LIMIT else text[: _REASON_LIMIT - 1] + "…"
+
+
+def _message_of(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return _clean_text(response.text)
+    if isinstance(body, dict):
+        return _clean_text(body.get("message"))
+    return _clean_text(body) if isinstance(body, str) else None
+
+
+def _retry_after_s(response: httpx.Response, now: float) -> int:
+    header = response.headers.get("retry-after", "").strip()
+    if header.isdigit():
+        return max(1, int(header))
+    if header:
+        try:
+            when = email.utils.parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return _DEFAULT_RETRY_AFTER_S
+        return max(1, math.ceil(when - now))
+    return _DEFAULT_RETRY_AFTER_S
+
+
+def _uuid_or_none(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class InfraBoxClient:
+    """Talks to `{base_url}/api/v1/mcp` with one token. Paths take `uuid.UUID`, never strings."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api_url = base_url.rstrip("/") + "/api/v1/mcp"
+        self._token = token
+        self._timeout = timeout
+        self._transport = transport
+        self._sleep = sleep
+        self._clock = clock
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None or self._http.is_closed:
+            self._http = httpx.AsyncClient(
+                base_url=self.api_url + "/",
+                transport=self._transport,
+                timeout=self._timeout,
+                follow_redirects=False,
+                headers={
+                    "Authorization": f"Bearer {self._token}",
+                    "User-Agent": f"mcp-ci-tools/{__version__}",
+                    "Accept": "application/json",
+                },
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # Writes ---------------------------------------------------------------------------------------
+
+    async def restart_build(
+        self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str
+    ) -> BuildRestarted:
+        response, body = await self._write(
+            "POST", f"projects/{project_id}/builds/{build_id}/restart", request_id=request_id
+        )
+        return BuildRestarted(
+            http_status=response.status_code,
+            new_build_id=_uuid_or_none(body.get("build_id")),
+            restart_counter=_int_or_none(body.get("restart_counter")),
+            message=_clean_text(body.get("message")),
+        )
+
+    async def abort_build(
+        self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str
+    ) -> BuildAborted:
+        response, body = await self._write(
+            "DELETE", f"projects/{project_id}/builds/{build_id}/abort", request_id=request_id
+        )
+        count = body.get("jobs_aborted", body.get("aborted_count"))
+        return BuildAborted(
+            http_status=response.status_code,
+            jobs_aborted=_int_or_none(count),
+            message=_clean_text(body.get("message")),
+        )
+
+    async def restart_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobRestarted:
+        response, body = await self._write(
+            "POST", f"projects/{project_id}/jobs/{job_id}/restart", request_id=request_id
+        )
+        new_ids = [str(i) for i in (body.get("new_job_ids") or []) if _uuid_or_none(i)]
+        clone_id = _uuid_or_none(body.get("job_id"))
+        if clone_id is not None and clone_id != str(job_id) and clone_id not in new_ids:
+            new_ids.insert(0, clone_id)
+        return JobRestarted(
+            http_status=response.status_code,
+            jobs_restarted=_int_or_none(body.get("jobs_restarted", body.get("cloned_count"))),
+            new_job_ids=new_ids,
+            message=_clean_text(body.get("message") or body.get("status")),
+        )
+
+    async def rerun_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobRerun:
+        response, body = await self._write(
+            "POST", f"projects/{project_id}/jobs/{job_id}/rerun", request_id=request_id
+        )
+        new_id = _uuid_or_none(body.get("new_job_id")) or _uuid_or_none(body.get("job_id"))
+        return JobRerun(
+            http_status=response.status_code,
+            new_job_id=None if new_id == str(job_id) else new_id,
+            message=_clean_text(body.get("message") or body.get("status")),
+        )
+
+    async def abort_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobAborted:
+        response, body = await self._write(
+            "DELETE", f"projects/{project_id}/jobs/{job_id}/abort", request_id=request_id
+        )
+        return JobAborted(http_status=response.status_code, message=_clean_text(body.get("message")))
+
+    # Plumbing -------------------------------------------------------------------------------------
+
+    async def _write(
+        self, method: str, path: str, *, request_id: str
+    ) -> tuple[httpx.Response, dict[str, Any]]:
+        response = await self._send(method, path, request_id=request_id, write=True)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        # Any 2xx is a success; read whichever fields are present.
+        return response, body if isinstance(body, dict) else {}
+
+    async def _send(self, method: str, path: str, *, request_id: str, write: bool) -> httpx.Response:
+        client = self._client()
+        request = client.build_request(method, path, headers={"X-Request-ID": request_id})
+        with _translate_transport_errors(request_id=request_id, write=write):
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_CERTAINLY_NOT_SENT),
+                stop=stop_after_attempt(_MAX_ATTEMPTS) | stop_before_delay(_MAX_RETRY_SECONDS),
+                wait=wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5),
+                sleep=self._sleep,
+                before_sleep=_log_retry,
+                reraise=True,
+            ):
+                with attempt:
+                    response = await client.send(request)
+        _raise_for_status(response, request_id=request_id, write=write, now=self._clock())
+        return response
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning(
+        "InfraBox not reached (%s), attempt %d of %d; retrying in %.2f s",
+        type(error).__name__,
+        state.attempt_number,
+        _MAX_ATTEMPTS,
+        wait,
+    )
+
+
+@contextmanager
+def _translate_transport_errors(*, request_id: str, write: bool) -> Iterator[None]:
+    try:
+        yield
+    except _CERTAINLY_NOT_SENT as error:
+        raise InfraBoxUnreachable(
+            f"could not connect to InfraBox ({type(error).__name__})", request_id=request_id
+        ) from error
+    except httpx.TransportError as error:
+        kind = type(error).__name__
+        if write:
+            raise OutcomeUnknown(f"sent, but no answer came back ({kind})", request_id=request_id) from error
+        raise UpstreamBroken(f"no usable answer from InfraBox ({kind})", request_id=request_id) from error
+
+
+def _raise_for_status(response: httpx.Response, *, request_id: str, write: bool, now: float) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    reason = _message_of(response)
+    common: dict[str, Any] = {"status": status, "reason": reason, "request_id": request_id}
+    if status == 401:
+        raise TokenRejected("InfraBox rejected the token", **common)
+    if status == 403:
+        kind = "no_trigger_permission" if reason and "trigger permission" in reason else "project_not_enabled"
+        raise Forbidden("InfraBox refused access", kind=kind, **common)
+    if status == 404:
+        raise NotFound("not found", status=status, request_id=request_id)
+    if status in (400, 409, 422):
+        raise NotPossibleNow("InfraBox refused the operation in the current state", **common)
+    if status == 429:
+        raise RateLimited("InfraBox rate limit", retry_after_s=_retry_after_s(response, now), **common)
+    if status >= 500 and write:
+        raise OutcomeUnknown(f"InfraBox answered {status}", **common)
+    raise UpstreamBroken(f"unexpected answer {status} from InfraBox", **common)

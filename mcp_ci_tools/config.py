@@ -1,0 +1,178 @@
+"""Settings from the environment and command-line flags, validated once at start-up.
+
+Each setting has an environment variable and a flag; a flag wins over the variable. Anything missing or
+invalid raises `ConfigError` naming the variable, which `__main__` turns into one stderr line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+__all__ = ["ConfigError", "Settings", "default_audit_path", "fingerprint", "load_settings"]
+
+TOKEN_RE = re.compile(r"^ib_mcp_[0-9a-f]{48}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; `variable` names the environment variable to fix."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+def fingerprint(token: str) -> str:
+    """`sha256:` + the first 12 hex digits of the token's SHA-256 (InfraBox stores the full hash as token_hash)."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def default_audit_path(environ: Mapping[str, str]) -> Path:
+    state_home = environ.get("XDG_STATE_HOME") or str(
+        Path(environ.get("HOME") or Path.home()) / ".local/state"
+    )
+    return Path(state_home) / "mcp-ci-tools" / "audit.jsonl"
+
+
+class Settings(BaseModel):
+    """The validated configuration of one server process."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    infrabox_url: str
+    token: SecretStr
+    allow_trigger: bool = False
+    trigger_per_minute: int = Field(default=5, ge=1, le=1000)
+    audit_log: Path
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("infrabox_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://infrabox.example.com")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must not carry credentials, a query or a fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        if not TOKEN_RE.fullmatch(value.get_secret_value()):
+            raise ValueError("must be an InfraBox MCP token: ib_mcp_ followed by 48 lowercase hex digits")
+        return value
+
+    @property
+    def token_fingerprint(self) -> str:
+        return fingerprint(self.token.get_secret_value())
+
+
+@dataclass(frozen=True)
+class _Option:
+    field: str
+    variable: str
+    flag: str
+    help: str
+    kind: str = "str"  # str | bool
+
+
+_OPTIONS = (
+    _Option("infrabox_url", "INFRABOX_URL", "--infrabox-url", "InfraBox root URL (required)"),
+    _Option(
+        "token",
+        "INFRABOX_MCP_TOKEN",
+        "--infrabox-mcp-token",
+        "the ib_mcp_... token (required; prefer the environment variable: flags show in `ps`)",
+    ),
+    _Option(
+        "allow_trigger",
+        "MCP_CI_ALLOW_TRIGGER",
+        "--allow-trigger",
+        "whether the token has InfraBox's allow_trigger (default false)",
+        "bool",
+    ),
+    _Option(
+        "trigger_per_minute",
+        "MCP_CI_TRIGGER_PER_MINUTE",
+        "--trigger-per-minute",
+        "trigger budget (default 5)",
+    ),
+    _Option("audit_log", "MCP_CI_AUDIT_LOG", "--audit-log", "audit JSONL file"),
+    _Option("timeout", "MCP_CI_TIMEOUT", "--timeout", "seconds per HTTP request (default 30)"),
+)
+_VARIABLE_OF = {option.field: option.variable for option in _OPTIONS}
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
+
+
+def _parse_bool(variable: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(variable, f"expected one of 1/true/yes or 0/false/no, got {raw!r}")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print usage and exit; we want one line
+        raise ConfigError("command line", message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="mcp-ci-tools",
+        description="MCP server for InfraBox builds and jobs (stdio). Every flag has an environment variable.",
+    )
+    for option in _OPTIONS:
+        if option.kind == "bool":
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{option.help} [{option.variable}]",
+            )
+        else:
+            parser.add_argument(
+                option.flag, dest=option.field, default=None, help=f"{option.help} [{option.variable}]"
+            )
+    return parser
+
+
+def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Build `Settings` from flags (first) and environment variables; raise `ConfigError` on any problem."""
+    flags = vars(_parser().parse_args(list(argv)))
+    values: dict[str, Any] = {}
+    for option in _OPTIONS:
+        flag_value = flags.get(option.field)
+        if flag_value is not None:
+            values[option.field] = flag_value
+            continue
+        raw = environ.get(option.variable)
+        if raw is None or raw.strip() == "":
+            continue
+        values[option.field] = _parse_bool(option.variable, raw) if option.kind == "bool" else raw.strip()
+    for required in ("infrabox_url", "token"):
+        if required not in values:
+            option = next(o for o in _OPTIONS if o.field == required)
+            raise ConfigError(option.variable, f"is required (set it or pass {option.flag})")
+    values.setdefault("audit_log", default_audit_path(environ))
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "configuration"
+        message = first["msg"].removeprefix("Value error, ")
+        shown = "" if field == "token" else f" (got {str(values.get(field))[:80]!r})"
+        raise ConfigError(_VARIABLE_OF.get(field, field), f"{message}{shown}") from None

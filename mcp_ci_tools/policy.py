@@ -1,0 +1,174 @@
+"""What may be sent to InfraBox, decided before anything is sent.
+
+- `parse_id`: only a canonical UUID may ever reach a URL path.
+- `TriggerPermission`: the operator's declared `allow_trigger`, plus a refusal learned from InfraBox's 403.
+- `Budget`: at most N requests in any sliding 60 s window, per token fingerprint (a `limits` moving window).
+
+Every refusal is a `PolicyDenied` whose `reason` is the audit code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+__all__ = [
+    "Budget",
+    "BudgetExhausted",
+    "BudgetState",
+    "Clock",
+    "InvalidId",
+    "PolicyDenied",
+    "TriggerNotAllowed",
+    "TriggerPermission",
+    "describe_value",
+    "parse_id",
+]
+
+Clock = Callable[[], float]
+
+WINDOW_SECONDS = 60
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_SECRET_RE = re.compile(r"ib_mcp_[0-9A-Za-z]*")
+
+
+class PolicyDenied(Exception):
+    """A call refused locally; nothing was sent to InfraBox."""
+
+    reason = "denied"
+
+
+class InvalidId(PolicyDenied):
+    """An id argument that is not a UUID."""
+
+    reason = "invalid_input"
+
+    def __init__(self, argument: str, value: object) -> None:
+        super().__init__(f"{argument} is not a UUID")
+        self.argument = argument
+        self.shown_value = describe_value(value)
+
+
+class TriggerNotAllowed(PolicyDenied):
+    """The token has no trigger permission: declared by the operator, or learned from InfraBox's 403."""
+
+    reason = "trigger_not_allowed"
+
+    def __init__(self, *, learned: bool) -> None:
+        super().__init__("trigger permission refused" + (" by InfraBox" if learned else " by configuration"))
+        self.learned = learned
+
+
+class BudgetExhausted(PolicyDenied):
+    """No slot left in the sliding window."""
+
+    reason = "rate_limited"
+
+    def __init__(self, budget: str, state: BudgetState) -> None:
+        super().__init__(f"{budget} budget exhausted; next slot in {state.seconds_until_next_slot} s")
+        self.budget = budget
+        self.state = state
+
+    @property
+    def retry_after_s(self) -> int:
+        return self.state.seconds_until_next_slot
+
+
+def describe_value(value: object, limit: int = 64) -> str:
+    """A short, secret-free rendering of a rejected value, safe for error messages and the audit log."""
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    if value == "":
+        return "an empty string"
+    shown = _SECRET_RE.sub("ib_mcp_[MASKED]", value)
+    if len(shown) > limit:
+        return f"a {len(value)}-character string starting {shown[:24]!r}"
+    return repr(shown)
+
+
+def parse_id(argument: str, value: object) -> uuid.UUID:
+    """The UUID in `value`, or `InvalidId`. Only the 8-4-4-4-12 hex form is accepted (no braces, urn: or bare hex)."""
+    if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
+        raise InvalidId(argument, value)
+    return uuid.UUID(value)
+
+
+class TriggerPermission:
+    """Whether trigger calls may be sent at all for this token."""
+
+    def __init__(self, declared: bool, *, clock: Clock = time.time) -> None:
+        self.declared = declared
+        self._clock = clock
+        self.refused_at: float | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.declared and self.refused_at is None
+
+    def check(self) -> None:
+        if not self.declared:
+            raise TriggerNotAllowed(learned=False)
+        if self.refused_at is not None:
+            raise TriggerNotAllowed(learned=True)
+
+    def learn_refusal(self) -> None:
+        """InfraBox answered 403 "no trigger permission": refuse every later trigger call without a request."""
+        if self.refused_at is None:
+            self.refused_at = self._clock()
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """A budget as an agent needs it: how many requests are left and when the next slot frees."""
+
+    limit: int
+    remaining: int
+    window_seconds: int
+    seconds_until_next_slot: int
+
+
+class Budget:
+    """At most `per_minute` requests in any sliding 60 s window, per key.
+
+    `take` checks and consumes in one atomic step (never test-then-hit), so the limit holds under concurrency.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        per_minute: int,
+        *,
+        storage: Storage | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.name = name
+        self.per_minute = per_minute
+        self._item = RateLimitItemPerMinute(per_minute)
+        self._limiter = MovingWindowRateLimiter(storage if storage is not None else MemoryStorage())
+        self._clock = clock
+
+    async def take(self, key: str) -> BudgetState:
+        """Consume one slot for `key` and return what is left, or raise `BudgetExhausted`."""
+        admitted = await self._limiter.hit(self._item, self.name, key)
+        state = await self.peek(key)
+        if not admitted:
+            raise BudgetExhausted(self.name, state)
+        return state
+
+    async def peek(self, key: str) -> BudgetState:
+        reset_time, remaining = await self._limiter.get_window_stats(self._item, self.name, key)
+        wait = 0 if remaining > 0 else max(1, math.ceil(reset_time - self._clock()))
+        return BudgetState(
+            limit=self.per_minute,
+            remaining=remaining,
+            window_seconds=WINDOW_SECONDS,
+            seconds_until_next_slot=wait,
+        )

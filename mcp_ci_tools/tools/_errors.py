@@ -1,0 +1,175 @@
+"""The one table that turns failures into `ToolError` text the model reads.
+
+Every message says what happened, whether anything was sent or done, and what to do next.
+Tools never build error text inline; anything not handled here stays a crash, which the SDK hides
+from the model (it sees only "Error executing tool ...") while the traceback goes to the stderr log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from mcp_ci_tools.audit import AuditUnavailable
+from mcp_ci_tools.client import (
+    Forbidden,
+    InfraBoxError,
+    InfraBoxUnreachable,
+    NotFound,
+    NotPossibleNow,
+    OutcomeUnknown,
+    RateLimited,
+    TokenRejected,
+    UpstreamBroken,
+)
+from mcp_ci_tools.policy import BudgetExhausted, InvalidId, PolicyDenied, TriggerNotAllowed
+
+__all__ = ["Target", "audit_reason", "to_tool_error"]
+
+_EXAMPLE_UUID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a call was about, for messages: `action` reads like "restart" and `kind` is "build" or "job"."""
+
+    action: str
+    kind: str
+    project_id: str
+    target_id: str | None = None
+    write: bool = True
+    infrabox_url: str = ""
+    token_fingerprint: str = ""
+
+    @property
+    def thing(self) -> str:
+        return f"{self.kind} {self.target_id}" if self.target_id else f"project {self.project_id}"
+
+
+def audit_reason(error: Exception) -> str:
+    """The audit `reason` code for a refusal or failure."""
+    if isinstance(error, PolicyDenied):
+        return error.reason
+    if isinstance(error, AuditUnavailable):
+        return "audit_unavailable"
+    if isinstance(error, Forbidden):
+        return error.kind
+    names = {
+        TokenRejected: "token_rejected",
+        NotFound: "not_found",
+        NotPossibleNow: "not_possible_now",
+        RateLimited: "upstream_rate_limited",
+        OutcomeUnknown: "outcome_unknown",
+        InfraBoxUnreachable: "unreachable",
+        UpstreamBroken: "upstream_error",
+    }
+    return names.get(type(error), "error")
+
+
+def _said(error: InfraBoxError) -> str:
+    return f" InfraBox said: {error.reason!r}." if error.reason else ""
+
+
+def _request(error: InfraBoxError) -> str:
+    return f" (request id {error.request_id})" if error.request_id else ""
+
+
+def _nothing_done(target: Target) -> str:
+    return "Nothing was done." if target.write else "Nothing was changed."
+
+
+def _message(error: Exception, t: Target) -> str:
+    match error:
+        case InvalidId():
+            return (
+                f"{error.argument} must be a UUID such as {_EXAMPLE_UUID}; got {error.shown_value}. "
+                "Nothing was sent to InfraBox. Use an id exactly as list_projects, list_builds or get_build return it."
+            )
+        case TriggerNotAllowed(learned=False):
+            return (
+                f"This server's InfraBox token ({t.token_fingerprint}) has no trigger permission (allow_trigger), "
+                f"so the {t.action} of {t.thing} was not sent. Read tools still work. To trigger, an InfraBox admin "
+                "must grant allow_trigger to this token, and the operator must set MCP_CI_ALLOW_TRIGGER=true and "
+                "restart the server."
+            )
+        case TriggerNotAllowed(learned=True):
+            return (
+                f"InfraBox answered earlier that this token ({t.token_fingerprint}) does not have trigger permission "
+                f"(allow_trigger), so the {t.action} of {t.thing} was not sent. Read tools still work. An InfraBox "
+                "admin must grant allow_trigger to this token; then restart this server."
+            )
+        case BudgetExhausted():
+            state = error.state
+            return (
+                f"Trigger budget used up: at most {state.limit} restart/rerun/abort requests in any "
+                f"{state.window_seconds} s (InfraBox counts refused calls too, so hammering it locks the token out). "
+                f"The {t.action} of {t.thing} was not sent. Retry in {error.retry_after_s} s."
+            )
+        case AuditUnavailable():
+            return (
+                f"The audit log cannot be written ({error}), so trigger calls are refused and the {t.action} of "
+                f"{t.thing} was not sent. The operator must fix MCP_CI_AUDIT_LOG (disk space, permissions)."
+            )
+        case TokenRejected():
+            return (
+                f"InfraBox rejected this server's token ({t.token_fingerprint}).{_said(error)} {_nothing_done(t)} "
+                "The operator must configure a valid, unexpired token (INFRABOX_MCP_TOKEN); retrying will not help."
+                + _request(error)
+            )
+        case Forbidden(kind="no_trigger_permission"):
+            return (
+                f"InfraBox refused the {t.action} of {t.thing}: this token ({t.token_fingerprint}) does not have "
+                f"trigger permission (allow_trigger).{_said(error)} Nothing was done, and later trigger calls are "
+                "refused here without contacting InfraBox. An InfraBox admin must grant allow_trigger to this token; "
+                "then restart this server." + _request(error)
+            )
+        case Forbidden():
+            return (
+                f"Project {t.project_id} is not enabled for this token ({t.token_fingerprint}).{_said(error)} "
+                f"{_nothing_done(t)} Use list_projects to see the projects this token may use."
+                + _request(error)
+            )
+        case NotFound():
+            return (
+                f"{t.kind.capitalize()} {t.target_id or t.project_id} was not found in project {t.project_id}. "
+                f"{_nothing_done(t)} Check the ids with list_projects, list_builds or get_build."
+                + _request(error)
+            )
+        case NotPossibleNow():
+            return (
+                f"InfraBox refused the {t.action} of {t.thing} in its current state.{_said(error)} Nothing was done. "
+                "Check the current state with get_build or get_job and choose an action it allows."
+                + _request(error)
+            )
+        case RateLimited():
+            return (
+                f"InfraBox's own rate limit was hit; the {t.action} of {t.thing} was not done. "
+                f"Wait {error.retry_after_s} s before calling InfraBox again." + _request(error)
+            )
+        case OutcomeUnknown():
+            return (
+                f"The {t.action} of {t.thing} was sent, but the outcome is unknown ({error}). It may or may not have "
+                "happened: check the build's state (get_build or list_builds) before retrying, because a blind retry "
+                "can trigger it twice." + _request(error)
+            )
+        case InfraBoxUnreachable():
+            return (
+                f"Could not reach InfraBox at {t.infrabox_url} ({error}); nothing was sent. Check that InfraBox is up "
+                "and INFRABOX_URL is right, then retry." + _request(error)
+            )
+        case UpstreamBroken() if t.write:
+            return (
+                f"InfraBox gave an unexpected answer to the {t.action} of {t.thing} ({error}).{_said(error)} "
+                "Check the build's state with get_build before retrying." + _request(error)
+            )
+        case UpstreamBroken():
+            return (
+                f"InfraBox gave no usable answer ({error}).{_said(error)} Nothing was changed; retry in a moment."
+                + _request(error)
+            )
+    raise TypeError(f"no message for {type(error).__name__}")  # pragma: no cover - guarded by test_errors
+
+
+def to_tool_error(error: Exception, target: Target) -> ToolError:
+    return ToolError(_message(error, target))

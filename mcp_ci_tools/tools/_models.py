@@ -1,0 +1,47 @@
+"""Argument types and output pieces shared by the tool modules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from mcp_ci_tools.policy import BudgetState
+
+__all__ = ["BudgetOut", "BuildId", "JobId", "ProjectId"]
+
+_UUID_SCHEMA = {
+    "format": "uuid",
+    "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+}
+
+# Ids are plain strings to pydantic: the tool body validates them, so a bad id is audited and answered
+# with an actionable message instead of the SDK's raw validation error. The schema still says "uuid".
+ProjectId = Annotated[
+    str,
+    Field(description="InfraBox project id (UUID), e.g. from list_projects", json_schema_extra=_UUID_SCHEMA),
+]
+BuildId = Annotated[
+    str, Field(description="InfraBox build id (UUID), e.g. from list_builds", json_schema_extra=_UUID_SCHEMA)
+]
+JobId = Annotated[
+    str, Field(description="InfraBox job id (UUID), e.g. from get_build", json_schema_extra=_UUID_SCHEMA)
+]
+
+
+class BudgetOut(BaseModel):
+    """The trigger budget after this call."""
+
+    limit: int = Field(description="requests allowed in any sliding window")
+    remaining: int = Field(description="requests left in the current window")
+    window_seconds: int
+    seconds_until_next_slot: int = Field(description="0 when a request can be sent now")
+
+    @classmethod
+    def of(cls, state: BudgetState) -> BudgetOut:
+        return cls(
+            limit=state.limit,
+            remaining=state.remaining,
+            window_seconds=state.window_seconds,
+            seconds_until_next_slot=state.seconds_until_next_slot,
+        )

@@ -1,0 +1,94 @@
+"""whoami: what this server may do with its token, without calling InfraBox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mcp.server import MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from mcp_ci_tools import __version__
+from mcp_ci_tools.audit import AuditRecord
+from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._models import BudgetOut
+from mcp_ci_tools.tools._write import write_or_log
+
+__all__ = ["WhoamiResult", "register"]
+
+
+class TriggerPermissionOut(BaseModel):
+    declared: bool = Field(
+        description="the operator declared allow_trigger for this token (MCP_CI_ALLOW_TRIGGER)"
+    )
+    refused_by_infrabox_at: str | None = Field(
+        description="when InfraBox answered 403 'no trigger permission' (RFC 3339); null if it never did"
+    )
+    allowed: bool = Field(description="whether trigger tools will send requests now")
+
+
+class WhoamiResult(BaseModel):
+    server_version: str
+    infrabox_url: str
+    token_fingerprint: str = Field(
+        description="sha256: + 12 hex digits; matches InfraBox's token_hash prefix"
+    )
+    trigger_permission: TriggerPermissionOut
+    trigger_budget: BudgetOut
+    hint: str
+
+
+def register(server: MCPServer, deps: Deps) -> None:
+    @server.tool(
+        name="whoami",
+        title="Show this server's InfraBox identity and budgets",
+        description=(
+            "Show which InfraBox this server talks to, the token's fingerprint (never the token), whether "
+            "trigger tools (restart/rerun/abort) are allowed, and how much of the trigger budget is left. "
+            "Makes no request to InfraBox and uses no budget."
+        ),
+        annotations=ToolAnnotations(
+            title="Who am I (InfraBox identity and budgets)",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
+    )
+    async def whoami() -> WhoamiResult:
+        permission = deps.permission
+        budget = await deps.trigger_budget.peek(deps.token_fingerprint)
+        refused_at = (
+            None
+            if permission.refused_at is None
+            else datetime.fromtimestamp(permission.refused_at, UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z")
+        )
+        if not permission.allowed:
+            hint = "Trigger tools are refused for this token; read tools work."
+        elif budget.remaining == 0:
+            hint = f"Trigger budget used up; the next slot frees in {budget.seconds_until_next_slot} s."
+        else:
+            hint = f"Trigger tools may send {budget.remaining} more request(s) in the current window."
+        write_or_log(
+            deps,
+            AuditRecord(
+                event="result",
+                tool="whoami",
+                request_id=deps.new_request_id(),
+                decision="allowed",
+                outcome="success",
+            ),
+            durable=False,
+        )
+        return WhoamiResult(
+            server_version=__version__,
+            infrabox_url=deps.infrabox_url,
+            token_fingerprint=deps.token_fingerprint,
+            trigger_permission=TriggerPermissionOut(
+                declared=permission.declared, refused_by_infrabox_at=refused_at, allowed=permission.allowed
+            ),
+            trigger_budget=BudgetOut.of(budget),
+            hint=hint,
+        )
