@@ -30,6 +30,7 @@ __all__ = [
     "TriggerNotAllowed",
     "TriggerPermission",
     "describe_value",
+    "mask_tokens",
     "parse_id",
 ]
 
@@ -37,7 +38,7 @@ Clock = Callable[[], float]
 
 WINDOW_SECONDS = 60
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_SECRET_RE = re.compile(r"ib_mcp_[0-9A-Za-z]*")
+_SECRET_RE = re.compile(r"ib_mcp_[0-9A-Za-z]+")
 
 
 class PolicyDenied(Exception):
@@ -82,13 +83,18 @@ class BudgetExhausted(PolicyDenied):
         return self.state.seconds_until_next_slot
 
 
+def mask_tokens(text: str) -> str:
+    """`text` with every InfraBox MCP token replaced by `ib_mcp_[MASKED]`."""
+    return _SECRET_RE.sub("ib_mcp_[MASKED]", text)
+
+
 def describe_value(value: object, limit: int = 64) -> str:
     """A short, secret-free rendering of a rejected value, safe for error messages and the audit log."""
     if not isinstance(value, str):
         return f"a {type(value).__name__}"
     if value == "":
         return "an empty string"
-    shown = _SECRET_RE.sub("ib_mcp_[MASKED]", value)
+    shown = mask_tokens(value)
     if len(shown) > limit:
         return f"a {len(value)}-character string starting {shown[:24]!r}"
     return repr(shown)

@@ -23,7 +23,7 @@ from mcp_ci_tools.client import (
     TokenRejected,
     UpstreamBroken,
 )
-from mcp_ci_tools.policy import BudgetExhausted, InvalidId, PolicyDenied, TriggerNotAllowed
+from mcp_ci_tools.policy import BudgetExhausted, InvalidId, PolicyDenied, TriggerNotAllowed, mask_tokens
 
 __all__ = ["Target", "audit_reason", "to_tool_error"]
 
@@ -172,4 +172,5 @@ def _message(error: Exception, t: Target) -> str:
 
 
 def to_tool_error(error: Exception, target: Target) -> ToolError:
-    return ToolError(_message(error, target))
+    # Upstream text is already cleaned by the client; masking again here keeps this the last line of defence.
+    return ToolError(mask_tokens(_message(error, target)))

@@ -104,7 +104,9 @@ def text_of(result: Any) -> str:
 
 
 @ALL
-async def test_each_tool_sends_its_contract_request_with_exact_headers(trigger, make_server, connect, infrabox, audit):
+async def test_each_tool_sends_its_contract_request_with_exact_headers(
+    trigger, make_server, connect, infrabox, audit
+):
     route = trigger.route(infrabox).respond(200, json=trigger.body_621)
     client = await connect(make_server())
 
@@ -172,7 +174,9 @@ async def test_abort_build_reports_count_and_that_abort_is_asynchronous(make_ser
     ],
     ids=["621", "628", "628-echoing-the-original-id"],
 )
-async def test_restart_job_normalises_both_upstream_shapes(body, count, new_ids, make_server, connect, infrabox):
+async def test_restart_job_normalises_both_upstream_shapes(
+    body, count, new_ids, make_server, connect, infrabox
+):
     TRIGGERS["restart_job"].route(infrabox).respond(200, json=body)
     client = await connect(make_server())
 
@@ -185,7 +189,10 @@ async def test_restart_job_normalises_both_upstream_shapes(body, count, new_ids,
 
 @pytest.mark.parametrize(
     "body",
-    [{"message": "Successfully rerun job", "new_job_id": NEW_ID}, {"job_id": NEW_ID, "cloned_count": 1, "status": "q"}],
+    [
+        {"message": "Successfully rerun job", "new_job_id": NEW_ID},
+        {"job_id": NEW_ID, "cloned_count": 1, "status": "q"},
+    ],
     ids=["621", "628"],
 )
 async def test_rerun_job_reports_the_new_job_id_from_either_shape(body, make_server, connect, infrabox):
@@ -221,7 +228,12 @@ async def test_a_2xx_with_an_unreadable_body_is_still_a_success(make_server, con
 # Errors ---------------------------------------------------------------------------------------------
 
 ERROR_ROWS = [
-    (401, {"message": "MCP token has expired"}, ["rejected", "MCP token has expired", "INFRABOX_MCP_TOKEN"], "error"),
+    (
+        401,
+        {"message": "MCP token has expired"},
+        ["rejected", "MCP token has expired", "INFRABOX_MCP_TOKEN"],
+        "error",
+    ),
     (
         403,
         {"message": "access to this project is not permitted for the current MCP token"},
@@ -235,7 +247,12 @@ ERROR_ROWS = [
         ["current state", "job in state running cannot be restarted"],
         "error",
     ),
-    (409, {"message": "some dependent jobs are still running"}, ["some dependent jobs are still running"], "error"),
+    (
+        409,
+        {"message": "some dependent jobs are still running"},
+        ["some dependent jobs are still running"],
+        "error",
+    ),
     (422, {"message": "job type cannot be restarted"}, ["job type cannot be restarted"], "error"),
     (500, {"message": "Internal Server Error"}, ["outcome is unknown", "before retrying"], "unknown"),
     (502, {"message": "Bad Gateway"}, ["outcome is unknown"], "unknown"),
@@ -245,7 +262,9 @@ ERROR_ROWS = [
 
 
 @ALL
-@pytest.mark.parametrize(("status", "body", "fragments", "outcome"), ERROR_ROWS, ids=[str(r[0]) for r in ERROR_ROWS])
+@pytest.mark.parametrize(
+    ("status", "body", "fragments", "outcome"), ERROR_ROWS, ids=[str(r[0]) for r in ERROR_ROWS]
+)
 async def test_each_upstream_error_becomes_an_actionable_tool_error(
     trigger, status, body, fragments, outcome, make_server, connect, infrabox, audit
 ):
@@ -281,7 +300,9 @@ async def test_429_says_how_long_to_wait(header, wait, make_server, connect, inf
 
 
 @ALL
-async def test_declared_no_trigger_permission_refuses_without_sending(trigger, make_server, connect, infrabox, audit):
+async def test_declared_no_trigger_permission_refuses_without_sending(
+    trigger, make_server, connect, infrabox, audit
+):
     route = trigger.route(infrabox).respond(200, json=trigger.body_621)
     client = await connect(make_server(allow_trigger=False))
 
@@ -339,7 +360,9 @@ async def test_sixth_trigger_in_a_minute_is_refused_without_sending(make_server,
     assert sum(r.call_count for r in routes.values()) == 5
 
 
-async def test_the_window_slides_a_slot_frees_strictly_after_sixty_seconds(make_server, connect, infrabox, clock):
+async def test_the_window_slides_a_slot_frees_strictly_after_sixty_seconds(
+    make_server, connect, infrabox, clock
+):
     route = TRIGGERS["abort_job"].route(infrabox).respond(200, json={})
     client = await connect(make_server())
     args = TRIGGERS["abort_job"].args()
@@ -418,7 +441,9 @@ BAD_IDS = {
 @ALL
 @pytest.mark.parametrize("bad", BAD_IDS.values(), ids=BAD_IDS.keys())
 @pytest.mark.parametrize("argument", ["project_id", "target"])
-async def test_invalid_ids_are_refused_before_any_request(trigger, bad, argument, make_server, connect, infrabox, audit):
+async def test_invalid_ids_are_refused_before_any_request(
+    trigger, bad, argument, make_server, connect, infrabox, audit
+):
     route = trigger.route(infrabox).respond(200, json={})
     client = await connect(make_server())
     name = "project_id" if argument == "project_id" else trigger.id_argument
@@ -441,7 +466,9 @@ async def test_uppercase_uuids_are_accepted_and_sent_in_canonical_form(make_serv
     route = TRIGGERS["abort_build"].route(infrabox).respond(200, json={})
     client = await connect(make_server())
 
-    result = await client.call_tool("abort_build", {"project_id": PROJECT_ID.upper(), "build_id": BUILD_ID.upper()})
+    result = await client.call_tool(
+        "abort_build", {"project_id": PROJECT_ID.upper(), "build_id": BUILD_ID.upper()}
+    )
 
     assert result.is_error is False
     assert route.calls.last.request.url.path == TRIGGERS["abort_build"].path
@@ -467,7 +494,9 @@ async def test_a_write_is_retried_when_the_connection_was_refused(make_server, c
     assert {call.request.headers["x-request-id"] for call in route.calls} == {"req-1"}
 
 
-async def test_a_write_gives_up_after_three_refused_connections(make_server, connect, infrabox, sleeps, audit):
+async def test_a_write_gives_up_after_three_refused_connections(
+    make_server, connect, infrabox, sleeps, audit
+):
     route = TRIGGERS["abort_job"].route(infrabox)
     route.side_effect = httpx.ConnectError("refused")
     client = await connect(make_server())
@@ -531,7 +560,9 @@ async def test_the_attempt_record_is_durable_before_the_request_leaves(make_serv
 
 
 @ALL
-async def test_trigger_tools_fail_closed_when_the_audit_cannot_be_written(trigger, make_server, connect, infrabox):
+async def test_trigger_tools_fail_closed_when_the_audit_cannot_be_written(
+    trigger, make_server, connect, infrabox
+):
     route = trigger.route(infrabox).respond(200, json=trigger.body_621)
     client = await connect(make_server(audit_sink=BrokenSink()))
 
@@ -578,7 +609,9 @@ async def test_audit_lines_land_in_the_configured_file(make_server, connect, inf
 # whoami ---------------------------------------------------------------------------------------------
 
 
-async def test_whoami_shows_identity_and_budget_without_calling_infrabox(make_server, connect, infrabox, clock):
+async def test_whoami_shows_identity_and_budget_without_calling_infrabox(
+    make_server, connect, infrabox, clock
+):
     TRIGGERS["abort_job"].route(infrabox).respond(200, json={})
     client = await connect(make_server(trigger_per_minute=1))
     await client.call_tool("abort_job", TRIGGERS["abort_job"].args())
@@ -588,7 +621,16 @@ async def test_whoami_shows_identity_and_budget_without_calling_infrabox(make_se
 
     assert content["infrabox_url"] == "https://infrabox.test"
     assert content["token_fingerprint"] == "sha256:9a7b30619557"
-    assert content["trigger_permission"] == {"declared": True, "refused_by_infrabox_at": None, "allowed": True}
-    assert content["trigger_budget"] == {"limit": 1, "remaining": 0, "window_seconds": 60, "seconds_until_next_slot": 40}
+    assert content["trigger_permission"] == {
+        "declared": True,
+        "refused_by_infrabox_at": None,
+        "allowed": True,
+    }
+    assert content["trigger_budget"] == {
+        "limit": 1,
+        "remaining": 0,
+        "window_seconds": 60,
+        "seconds_until_next_slot": 40,
+    }
     assert "40 s" in content["hint"]
     assert len(infrabox.calls) == 1

@@ -1,0 +1,57 @@
+"""Every tool is complete: title, all four annotation hints, a description, a flat input schema, an output schema."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+
+pytestmark = pytest.mark.anyio
+
+TRIGGER_TOOLS = {"restart_build", "abort_build", "restart_job", "rerun_job", "abort_job"}
+
+
+async def test_every_tool_is_fully_described(make_server) -> None:
+    async with Client(make_server()) as client:
+        tools = (await client.list_tools()).tools
+
+    names = [t.name for t in tools]
+    assert len(names) == len(set(names))
+    assert set(names) >= TRIGGER_TOOLS
+    for tool in tools:
+        hints = tool.annotations
+        assert tool.title and hints and hints.title, tool.name
+        assert None not in (
+            hints.read_only_hint,
+            hints.destructive_hint,
+            hints.idempotent_hint,
+            hints.open_world_hint,
+        )
+        assert tool.description and len(tool.description) > 80, tool.name
+        assert tool.output_schema and tool.output_schema.get("type") == "object", tool.name
+        assert not {"anyOf", "oneOf", "allOf"} & set(tool.input_schema), tool.name
+        for name, schema in tool.input_schema.get("properties", {}).items():
+            assert schema.get("description"), f"{tool.name}.{name} has no description"
+
+
+async def test_trigger_annotations_say_what_each_tool_does(make_server) -> None:
+    async with Client(make_server()) as client:
+        tools = {t.name: t.annotations for t in (await client.list_tools()).tools}
+
+    for name in TRIGGER_TOOLS:
+        hints = tools[name]
+        assert hints.read_only_hint is False
+        assert hints.idempotent_hint is False
+        assert hints.open_world_hint is True
+        assert hints.destructive_hint is name.startswith("abort_")
+
+
+async def test_trigger_tools_take_exactly_the_contract_arguments(make_server) -> None:
+    async with Client(make_server()) as client:
+        schemas = {t.name: t.input_schema for t in (await client.list_tools()).tools}
+
+    assert schemas["restart_build"]["required"] == ["project_id", "build_id"]
+    assert schemas["abort_build"]["required"] == ["project_id", "build_id"]
+    for name in ("restart_job", "rerun_job", "abort_job"):
+        assert schemas[name]["required"] == ["project_id", "job_id"]
+        assert set(schemas[name]["properties"]) == {"project_id", "job_id"}
+        assert schemas[name]["properties"]["job_id"]["format"] == "uuid"

@@ -1,0 +1,88 @@
+"""The audit log: JSON lines, durable appends, failures surfaced as AuditUnavailable."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mcp_ci_tools.audit import AuditLog, AuditRecord, AuditUnavailable, JsonlFileSink
+from tests.conftest import BrokenSink, FakeClock, ListSink
+
+
+def record(**overrides: object) -> AuditRecord:
+    values: dict[str, object] = {
+        "event": "result",
+        "tool": "abort_job",
+        "request_id": "r-1",
+        "decision": "allowed",
+    }
+    values.update(overrides)
+    return AuditRecord(**values)  # type: ignore[arg-type]
+
+
+def test_a_record_is_one_json_line_with_timestamp_and_fingerprint() -> None:
+    sink = ListSink()
+    log = AuditLog(sink, token_fingerprint="sha256:0123456789ab", clock=FakeClock(1_800_000_000.25))
+
+    log.write(
+        record(outcome="success", http_status=200, job_id="j", detail={"new_job_id": "n"}), durable=True
+    )
+
+    [line] = sink.lines
+    assert "\n" not in line
+    assert json.loads(line) == {
+        "ts": "2027-01-15T08:00:00.250Z",
+        "token": "sha256:0123456789ab",
+        "event": "result",
+        "tool": "abort_job",
+        "request_id": "r-1",
+        "decision": "allowed",
+        "outcome": "success",
+        "job_id": "j",
+        "http_status": 200,
+        "detail": {"new_job_id": "n"},
+    }
+    assert sink.durable == [True]
+
+
+def test_an_unwritable_sink_raises_audit_unavailable() -> None:
+    log = AuditLog(BrokenSink(), token_fingerprint="sha256:x")
+
+    with pytest.raises(AuditUnavailable, match="No space left on device"):
+        log.write(record(), durable=True)
+
+
+def test_the_file_sink_appends_creates_private_files_and_keeps_old_lines(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "dir" / "audit.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"old":true}\n')
+    os.chmod(path, 0o600)
+    log = AuditLog(JsonlFileSink(path), token_fingerprint="sha256:x")
+
+    log.write(record(request_id="a"), durable=True)
+    log.write(record(request_id="b"), durable=False)
+
+    lines = path.read_text().splitlines()
+    assert [json.loads(line).get("request_id") for line in lines] == [None, "a", "b"]
+
+
+def test_the_file_sink_creates_missing_directories_privately(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "mcp-ci-tools" / "audit.jsonl"
+
+    JsonlFileSink(path).write("{}", durable=True)
+
+    assert path.read_text() == "{}\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_file_sink_in_an_unwritable_place_fails_loudly(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    log = AuditLog(JsonlFileSink(blocker / "audit.jsonl"), token_fingerprint="sha256:x")
+
+    with pytest.raises(AuditUnavailable):
+        log.write(record(), durable=True)

@@ -1,0 +1,88 @@
+"""Every failure the model can meet has an actionable, secret-free message (the table must be complete)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mcp_ci_tools import client, policy
+from mcp_ci_tools.audit import AuditUnavailable
+from mcp_ci_tools.policy import BudgetState
+from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
+from tests.conftest import TOKEN
+
+NEXT_STEP = re.compile(r"\b(Check|check|Retry|retry|Use|use|must|Wait|wait|Read tools still work)\b")
+
+
+def _all_subclasses(base: type) -> list[type]:
+    found = []
+    for sub in base.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def _instances(kind: type) -> list[Exception]:
+    common = {"status": 500, "reason": f"echo {TOKEN}", "request_id": "r-1"}
+    if kind is client.Forbidden:
+        return [kind("x", kind=k, **common) for k in ("project_not_enabled", "no_trigger_permission")]
+    if kind is client.RateLimited:
+        return [kind("x", retry_after_s=30, **common)]
+    if issubclass(kind, client.InfraBoxError):
+        return [kind("x", **common)]
+    if kind is policy.InvalidId:
+        return [kind("build_id", "../x")]
+    if kind is policy.TriggerNotAllowed:
+        return [kind(learned=False), kind(learned=True)]
+    if kind is policy.BudgetExhausted:
+        return [
+            kind("trigger", BudgetState(limit=5, remaining=0, window_seconds=60, seconds_until_next_slot=12))
+        ]
+    if kind is AuditUnavailable:
+        return [kind("audit log not writable (OSError: No space left on device)")]
+    raise AssertionError(f"add {kind.__name__} to this test")
+
+
+ERROR_CLASSES = [
+    *_all_subclasses(client.InfraBoxError),
+    *_all_subclasses(policy.PolicyDenied),
+    AuditUnavailable,
+]
+TARGETS = [
+    Target(
+        action="restart",
+        kind="build",
+        project_id="p",
+        target_id="b",
+        infrabox_url="https://ib",
+        token_fingerprint="sha256:abc",
+    ),
+    Target(action="read", kind="project", project_id="p", write=False),
+]
+
+
+@pytest.mark.parametrize("kind", ERROR_CLASSES, ids=lambda k: k.__name__)
+@pytest.mark.parametrize("target", TARGETS, ids=["write", "read"])
+def test_every_error_class_has_an_actionable_secret_free_message(kind: type, target: Target) -> None:
+    for error in _instances(kind):
+        message = str(to_tool_error(error, target))
+
+        assert len(message) > 40
+        assert NEXT_STEP.search(message), message
+        assert TOKEN not in message
+        assert TOKEN[7:] not in message
+        assert audit_reason(error) not in ("", "error")
+
+
+def test_the_infrabox_error_tree_is_the_documented_one() -> None:
+    assert {k.__name__ for k in _all_subclasses(client.InfraBoxError)} == {
+        "InfraBoxUnreachable",
+        "OutcomeUnknown",
+        "TokenRejected",
+        "Forbidden",
+        "NotFound",
+        "NotPossibleNow",
+        "RateLimited",
+        "UpstreamBroken",
+    }
