@@ -634,3 +634,25 @@ async def test_whoami_shows_identity_and_budget_without_calling_infrabox(
     }
     assert "40 s" in content["hint"]
     assert len(infrabox.calls) == 1
+
+
+async def test_a_call_cancelled_in_flight_still_leaves_its_result_record(make_server, infrabox, audit):
+    started = anyio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    TRIGGERS["restart_build"].route(infrabox).mock(side_effect=hang)
+    server = make_server()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(server.call_tool, "restart_build", TRIGGERS["restart_build"].args())
+        await started.wait()
+        group.cancel_scope.cancel()
+
+    assert [(r["event"], r.get("outcome"), r.get("reason")) for r in audit.records] == [
+        ("attempt", None, None),
+        ("result", "unknown", "cancelled"),
+    ]
