@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format bench demo clean
+.PHONY: install test lint format bench demo sandbox clean
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ format: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(VENV)/bin/mcp-ci-tools demo
+
+sandbox: $(STAMP)
+	$(VENV)/bin/mcp-ci-tools sandbox
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,10 +1,17 @@
-"""`mcp-ci-tools` / `python -m mcp_ci_tools`: load settings, log to stderr, serve MCP over stdio."""
+"""`mcp-ci-tools` / `python -m mcp_ci_tools`.
+
+mcp-ci-tools [flags]            MCP over stdio against INFRABOX_URL
+mcp-ci-tools --sandbox [flags]  MCP over stdio against a sandbox started in this process
+mcp-ci-tools sandbox [...]      serve the InfraBox sandbox on loopback
+mcp-ci-tools demo               play a scripted agent session against the sandbox
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from mcp_ci_tools.config import ConfigError, load_settings
@@ -24,9 +31,43 @@ def _configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def _embedded_sandbox(environ: dict[str, str]) -> dict[str, str]:
+    """Start a fresh sandbox on a free loopback port; return the environment that points at it."""
+    from mcp_ci_tools.sandbox import SANDBOX_TOKENS, start_in_thread
+
+    state = tempfile.mkdtemp(prefix="mcp-ci-tools-sandbox-")
+    handle = start_in_thread(os.path.join(state, "sandbox.sqlite3"), job_duration_s=2.0)
+    log.info("sandbox InfraBox at %s (data in %s)", handle.url, state)
+    for token in SANDBOX_TOKENS.values():
+        log.info("sandbox token %-15s %s  %s", token.role, token.token, token.description)
+    return {
+        **environ,
+        "INFRABOX_URL": handle.url,
+        "INFRABOX_MCP_TOKEN": SANDBOX_TOKENS["trigger"].token,
+        "MCP_CI_ALLOW_TRIGGER": "true",
+        "MCP_CI_AUDIT_LOG": environ.get("MCP_CI_AUDIT_LOG") or os.path.join(state, "audit.jsonl"),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["sandbox"]:
+        from mcp_ci_tools.sandbox.__main__ import main as sandbox_main
+
+        sandbox_main(args[1:])
+        return 0
+    if args[:1] == ["demo"]:
+        from mcp_ci_tools.demo import main as demo_main
+
+        return demo_main(args[1:])
+
+    environ = dict(os.environ)
+    if "--sandbox" in args:
+        args.remove("--sandbox")
+        _configure_logging()
+        environ = _embedded_sandbox(environ)
     try:
-        settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
+        settings = load_settings(args, environ)
     except ConfigError as error:
         print(f"mcp-ci-tools: configuration error: {error}", file=sys.stderr)
         return 2

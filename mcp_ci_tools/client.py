@@ -25,10 +25,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -41,19 +42,25 @@ from tenacity import (
 from mcp_ci_tools import __version__
 
 __all__ = [
+    "Build",
     "BuildAborted",
     "BuildRestarted",
     "Forbidden",
     "InfraBoxClient",
     "InfraBoxError",
     "InfraBoxUnreachable",
+    "Job",
     "JobAborted",
+    "JobLog",
     "JobRerun",
     "JobRestarted",
     "NotFound",
     "NotPossibleNow",
     "OutcomeUnknown",
+    "Page",
+    "Project",
     "RateLimited",
+    "TestRun",
     "TokenRejected",
     "UpstreamBroken",
     "WriteAnswer",
@@ -128,6 +135,10 @@ class RateLimited(InfraBoxError):
 class UpstreamBroken(InfraBoxError):
     """An answer that fits no row of the contract, or a read with no usable answer."""
 
+    def __init__(self, message: str, *, retry_after_s: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
+
 
 @dataclass(frozen=True)
 class WriteAnswer:
@@ -165,6 +176,78 @@ class JobRerun(WriteAnswer):
 @dataclass(frozen=True)
 class JobAborted(WriteAnswer):
     message: str | None
+
+
+class _Shape(BaseModel):
+    """Upstream objects: unknown fields ignored, absent ones None (#621 and #628 differ in what they send)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Project(_Shape):
+    id: str
+    name: str | None = None
+    type: str | None = None
+    public: bool | None = None
+
+
+class Build(_Shape):
+    id: str
+    build_number: int | None = None
+    restart_counter: int | None = None
+    project_id: str | None = None
+    commit_id: str | None = None
+    branch: str | None = None
+    created_at: str | None = None
+    finished_at: str | None = None
+    status: str | None = None
+
+
+class Job(_Shape):
+    id: str
+    name: str | None = None
+    state: str | None = None
+    build_id: str | None = None
+    project_id: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    message: str | None = None
+    # Not in #621's job objects; read where an upstream version sends them.
+    type: str | None = None
+    restarted: bool | None = None
+    dependencies: list[dict[str, Any]] | None = None
+
+
+class TestRun(_Shape):
+    __test__ = False  # not a pytest class
+
+    state: str | None = None
+    name: str | None = None
+    suite: str | None = None
+    duration: float | None = None
+    message: str | None = None
+    stack: str | None = None
+    timestamp: str | None = None
+
+
+class JobLog(_Shape):
+    """The console log as upstream returned it; `total_bytes`/`truncated` only where #628's object gives them."""
+
+    text: str
+    total_bytes: int | None = None
+    offset: int | None = None
+    truncated: bool | None = None
+
+
+ItemT = TypeVar("ItemT", bound=_Shape)
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """A list from either shape: a bare array, or #628's `{"items","total","limit","offset"}`."""
+
+    items: list[ItemT]
+    total: int | None = None
 
 
 def _clean_text(value: object) -> str | None:
@@ -311,7 +394,74 @@ class InfraBoxClient:
         )
         return JobAborted(http_status=response.status_code, message=_clean_text(body.get("message")))
 
+    # Reads ----------------------------------------------------------------------------------------
+
+    async def list_projects(self, *, request_id: str) -> Page[Project]:
+        return _page(await self._read("projects", request_id=request_id), Project, request_id)
+
+    async def list_builds(
+        self,
+        project_id: uuid.UUID,
+        *,
+        request_id: str,
+        branch: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> Page[Build]:
+        params = {"branch": branch, "status": status, "limit": limit}
+        body = await self._read(
+            f"projects/{project_id}/builds",
+            request_id=request_id,
+            params={key: value for key, value in params.items() if value is not None},
+        )
+        return _page(body, Build, request_id)
+
+    async def get_build(self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str) -> Build:
+        return _one(
+            await self._read(f"projects/{project_id}/builds/{build_id}", request_id=request_id),
+            Build,
+            request_id,
+        )
+
+    async def list_jobs(self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str) -> Page[Job]:
+        return _page(
+            await self._read(f"projects/{project_id}/builds/{build_id}/jobs", request_id=request_id),
+            Job,
+            request_id,
+        )
+
+    async def get_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> Job:
+        return _one(
+            await self._read(f"projects/{project_id}/jobs/{job_id}", request_id=request_id), Job, request_id
+        )
+
+    async def get_job_log(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobLog:
+        body = await self._read(f"projects/{project_id}/jobs/{job_id}/log", request_id=request_id)
+        if isinstance(body, str):
+            return JobLog(text=body)
+        if body is None:
+            return JobLog(text="")
+        if isinstance(body, dict) and isinstance(body.get("log", ""), str):
+            return _one({**body, "text": body.get("log") or ""}, JobLog, request_id)
+        raise UpstreamBroken("InfraBox sent a log in an unknown shape", request_id=request_id)
+
+    async def list_testruns(
+        self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str
+    ) -> Page[TestRun]:
+        body = await self._read(f"projects/{project_id}/jobs/{job_id}/testruns", request_id=request_id)
+        return _page(body, TestRun, request_id)
+
     # Plumbing -------------------------------------------------------------------------------------
+
+    async def _read(self, path: str, *, request_id: str, params: dict[str, Any] | None = None) -> Any:
+        response = await self._send("GET", path, request_id=request_id, write=False, params=params)
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamBroken(
+                f"InfraBox answered {response.status_code} with a body that is not JSON",
+                request_id=request_id,
+            ) from None
 
     async def _write(
         self, method: str, path: str, *, request_id: str
@@ -324,29 +474,92 @@ class InfraBoxClient:
         # Any 2xx is a success; read whichever fields are present.
         return response, body if isinstance(body, dict) else {}
 
-    async def _send(self, method: str, path: str, *, request_id: str, write: bool) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, request_id: str, write: bool, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
         client = self._client()
-        request = client.build_request(method, path, headers={"X-Request-ID": request_id})
+        request = client.build_request(method, path, params=params, headers={"X-Request-ID": request_id})
+        now = self._clock
         with _translate_transport_errors(request_id=request_id, write=write):
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_CERTAINLY_NOT_SENT),
+                retry=retry_if_exception_type(_CERTAINLY_NOT_SENT if write else _READ_RETRYABLE),
                 stop=stop_after_attempt(_MAX_ATTEMPTS) | stop_before_delay(_MAX_RETRY_SECONDS),
-                wait=wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5),
+                wait=_wait_for_retry,
                 sleep=self._sleep,
                 before_sleep=_log_retry,
                 reraise=True,
             ):
                 with attempt:
                     response = await client.send(request)
-        _raise_for_status(response, request_id=request_id, write=write, now=self._clock())
+                    if not write and response.status_code in _READ_RETRY_STATUSES:
+                        _raise_retryable_status(response, request_id=request_id, now=now())
+        _raise_for_status(response, request_id=request_id, write=write, now=now())
         return response
+
+
+class _RetryableStatus(Exception):
+    """A read answered 502/503/504: worth another attempt, after `wait_s` if InfraBox said so."""
+
+    def __init__(self, response: httpx.Response, wait_s: float | None) -> None:
+        super().__init__(f"InfraBox answered {response.status_code}")
+        self.response = response
+        self.wait_s = wait_s
+
+
+_READ_RETRY_STATUSES = frozenset({502, 503, 504})
+# Reads are idempotent: any transport failure may be retried, a dropped connection included.
+_READ_RETRYABLE = (httpx.TransportError, _RetryableStatus)
+_MAX_HONOURED_RETRY_AFTER_S = 10
+_backoff = wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5)
+
+
+def _wait_for_retry(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, _RetryableStatus) and error.wait_s is not None:
+        return error.wait_s
+    return _backoff(state)
+
+
+def _raise_retryable_status(response: httpx.Response, *, request_id: str, now: float) -> None:
+    if "retry-after" not in response.headers:
+        raise _RetryableStatus(response, None)
+    wait = _retry_after_s(response, now)
+    if wait > _MAX_HONOURED_RETRY_AFTER_S:
+        raise UpstreamBroken(
+            f"InfraBox is unavailable ({response.status_code}) and asks to wait {wait} s",
+            status=response.status_code,
+            reason=_message_of(response),
+            request_id=request_id,
+            retry_after_s=wait,
+        )
+    raise _RetryableStatus(response, float(wait))
+
+
+def _page(body: Any, shape: type[ItemT], request_id: str) -> Page[ItemT]:
+    total = None
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        total = _int_or_none(body.get("total"))
+        body = body["items"]
+    if not isinstance(body, list):
+        raise UpstreamBroken("InfraBox sent a list in an unknown shape", request_id=request_id)
+    return Page(items=[_one(item, shape, request_id) for item in body], total=total)
+
+
+def _one(body: Any, shape: type[ItemT], request_id: str) -> ItemT:
+    try:
+        return shape.model_validate(body)
+    except ValidationError as error:
+        raise UpstreamBroken(
+            f"InfraBox sent a {shape.__name__.lower()} in an unknown shape ({error.error_count()} problem(s))",
+            request_id=request_id,
+        ) from None
 
 
 def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
     log.warning(
-        "InfraBox not reached (%s), attempt %d of %d; retrying in %.2f s",
+        "InfraBox call failed (%s), attempt %d of %d; retrying in %.2f s",
         type(error).__name__,
         state.attempt_number,
         _MAX_ATTEMPTS,
@@ -358,6 +571,9 @@ def _log_retry(state: RetryCallState) -> None:
 def _translate_transport_errors(*, request_id: str, write: bool) -> Iterator[None]:
     try:
         yield
+    except _RetryableStatus as error:
+        _raise_for_status(error.response, request_id=request_id, write=write, now=time.time())
+        raise  # pragma: no cover - 5xx always raises above
     except _CERTAINLY_NOT_SENT as error:
         raise InfraBoxUnreachable(
             f"could not connect to InfraBox ({type(error).__name__})", request_id=request_id

@@ -52,6 +52,8 @@ class Settings(BaseModel):
     token: SecretStr
     allow_trigger: bool = False
     trigger_per_minute: int = Field(default=5, ge=1, le=1000)
+    read_per_minute: int = Field(default=30, ge=1, le=10_000)
+    log_per_minute: int = Field(default=10, ge=1, le=10_000)
     audit_log: Path
     timeout: float = Field(default=30.0, gt=0, le=600)
 
@@ -106,6 +108,15 @@ _OPTIONS = (
         "MCP_CI_TRIGGER_PER_MINUTE",
         "--trigger-per-minute",
         "trigger budget (default 5)",
+    ),
+    _Option(
+        "read_per_minute",
+        "MCP_CI_READ_PER_MINUTE",
+        "--read-per-minute",
+        "budget of each read bucket: projects, builds, jobs (default 30)",
+    ),
+    _Option(
+        "log_per_minute", "MCP_CI_LOG_PER_MINUTE", "--log-per-minute", "budget of log reads (default 10)"
     ),
     _Option("audit_log", "MCP_CI_AUDIT_LOG", "--audit-log", "audit JSONL file"),
     _Option("timeout", "MCP_CI_TIMEOUT", "--timeout", "seconds per HTTP request (default 30)"),

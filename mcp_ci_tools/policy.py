@@ -13,7 +13,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
@@ -25,8 +25,10 @@ __all__ = [
     "BudgetExhausted",
     "BudgetState",
     "Clock",
+    "InvalidArgument",
     "InvalidId",
     "PolicyDenied",
+    "ReadBudgets",
     "TriggerNotAllowed",
     "TriggerPermission",
     "describe_value",
@@ -58,6 +60,17 @@ class InvalidId(PolicyDenied):
         self.shown_value = describe_value(value)
 
 
+class InvalidArgument(PolicyDenied):
+    """Any other argument that cannot be used as given (e.g. a regular expression that does not compile)."""
+
+    reason = "invalid_input"
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"{argument}: {problem}")
+        self.argument = argument
+        self.problem = problem
+
+
 class TriggerNotAllowed(PolicyDenied):
     """The token has no trigger permission: declared by the operator, or learned from InfraBox's 403."""
 
@@ -69,7 +82,7 @@ class TriggerNotAllowed(PolicyDenied):
 
 
 class BudgetExhausted(PolicyDenied):
-    """No slot left in the sliding window."""
+    """No slot left in the sliding window of `budget` (the trigger budget or a read bucket)."""
 
     reason = "rate_limited"
 
@@ -161,13 +174,23 @@ class Budget:
         self._limiter = MovingWindowRateLimiter(storage if storage is not None else MemoryStorage())
         self._clock = clock
 
-    async def take(self, key: str) -> BudgetState:
-        """Consume one slot for `key` and return what is left, or raise `BudgetExhausted`."""
-        admitted = await self._limiter.hit(self._item, self.name, key)
+    async def take(self, key: str, cost: int = 1) -> BudgetState:
+        """Consume `cost` slots for `key` and return what is left, or raise `BudgetExhausted`."""
+        admitted = await self._limiter.hit(self._item, self.name, key, cost=cost)
         state = await self.peek(key)
         if not admitted:
             raise BudgetExhausted(self.name, state)
         return state
+
+    async def has_room(self, key: str, cost: int = 1) -> bool:
+        return await self._limiter.test(self._item, self.name, key, cost=cost)
+
+    async def take_up_to(self, key: str, wanted: int) -> int:
+        """Consume as many slots as are free, up to `wanted`; return how many were taken."""
+        taken = 0
+        while taken < wanted and await self._limiter.hit(self._item, self.name, key):
+            taken += 1
+        return taken
 
     async def peek(self, key: str) -> BudgetState:
         reset_time, remaining = await self._limiter.get_window_stats(self._item, self.name, key)
@@ -178,3 +201,29 @@ class Budget:
             window_seconds=WINDOW_SECONDS,
             seconds_until_next_slot=wait,
         )
+
+
+class ReadBudgets:
+    """One `Budget` per InfraBox read bucket; a call reserves every slot it needs before anything is sent."""
+
+    def __init__(self, budgets: Mapping[str, Budget]) -> None:
+        self.buckets = dict(budgets)
+
+    async def reserve(self, key: str, needs: Mapping[str, int]) -> None:
+        """Take `needs` (bucket → requests) from every bucket, or raise `BudgetExhausted` for the first short one.
+
+        All buckets are checked before any is consumed, so a refused call normally takes nothing; a
+        concurrent call can still win the race between check and take, and then the slots already taken
+        stay spent (never more requests than the budget, at worst fewer).
+        """
+        for bucket, cost in needs.items():
+            if not await self.buckets[bucket].has_room(key, cost):
+                raise BudgetExhausted(bucket, await self.buckets[bucket].peek(key))
+        for bucket, cost in needs.items():
+            await self.buckets[bucket].take(key, cost)
+
+    async def take_up_to(self, key: str, bucket: str, wanted: int) -> int:
+        return await self.buckets[bucket].take_up_to(key, wanted)
+
+    async def states(self, key: str) -> dict[str, BudgetState]:
+        return {bucket: await budget.peek(key) for bucket, budget in self.buckets.items()}

@@ -16,7 +16,7 @@ from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink
 from mcp_ci_tools.client import InfraBoxClient, Sleep
 from mcp_ci_tools.config import Settings
-from mcp_ci_tools.policy import Budget, Clock, TriggerPermission
+from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
 from mcp_ci_tools.tools import Deps, register_all
 
 __all__ = ["build_server"]
@@ -57,6 +57,17 @@ def build_server(
         client=client,
         permission=TriggerPermission(settings.allow_trigger, clock=clock),
         trigger_budget=Budget("trigger", settings.trigger_per_minute, storage=budget_storage, clock=clock),
+        read_budgets=ReadBudgets(
+            {
+                bucket: Budget(bucket, per_minute, storage=budget_storage, clock=clock)
+                for bucket, per_minute in (
+                    ("list_projects", settings.read_per_minute),
+                    ("list_builds", settings.read_per_minute),
+                    ("list_jobs", settings.read_per_minute),
+                    ("get_job_log", settings.log_per_minute),
+                )
+            }
+        ),
         audit=AuditLog(
             audit_sink or JsonlFileSink(settings.audit_log), token_fingerprint=fingerprint, clock=clock
         ),

@@ -12,7 +12,7 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mcp_ci_tools.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mcp-ci-tools sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--db", default=DEFAULT_DB_PATH, help="SQLite file (created and seeded if new)")
@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"InfraBox sandbox: http://{args.host}:{args.port} (database {args.db})", file=sys.stderr)
     for token in SANDBOX_TOKENS.values():
         print(f"  {token.role:<15} {token.token}  {token.description}", file=sys.stderr)
+    print(
+        "Point mcp-ci-tools at it:\n"
+        f"  INFRABOX_URL=http://{args.host}:{args.port} "
+        f"INFRABOX_MCP_TOKEN={SANDBOX_TOKENS['trigger'].token} MCP_CI_ALLOW_TRIGGER=true mcp-ci-tools",
+        file=sys.stderr,
+    )
     serve(host=args.host, port=args.port, db_path=args.db, job_duration_s=args.job_duration)
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from mcp.server import MCPServer
 
-from mcp_ci_tools.tools import builds, identity, jobs
+from mcp_ci_tools.tools import build_reads, builds, diagnose, identity, job_reads, jobs, projects
 from mcp_ci_tools.tools._deps import Deps
 
 __all__ = ["Deps", "register_all"]
 
 
 def register_all(server: MCPServer, deps: Deps) -> None:
-    identity.register(server, deps)
+    # Reads first: the order of tools/list is the order a model meets them in.
+    diagnose.register(server, deps)
+    projects.register(server, deps)
+    build_reads.register(server, deps)
+    job_reads.register(server, deps)
     builds.register(server, deps)
     jobs.register(server, deps)
+    identity.register(server, deps)

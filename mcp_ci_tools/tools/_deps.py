@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mcp_ci_tools.audit import AuditLog
 from mcp_ci_tools.client import InfraBoxClient
-from mcp_ci_tools.policy import Budget, Clock, TriggerPermission
+from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
 
 __all__ = ["Deps"]
 
@@ -17,6 +17,7 @@ class Deps:
     client: InfraBoxClient
     permission: TriggerPermission
     trigger_budget: Budget
+    read_budgets: ReadBudgets
     audit: AuditLog
     infrabox_url: str
     token_fingerprint: str

@@ -23,7 +23,14 @@ from mcp_ci_tools.client import (
     TokenRejected,
     UpstreamBroken,
 )
-from mcp_ci_tools.policy import BudgetExhausted, InvalidId, PolicyDenied, TriggerNotAllowed, mask_tokens
+from mcp_ci_tools.policy import (
+    BudgetExhausted,
+    InvalidArgument,
+    InvalidId,
+    PolicyDenied,
+    TriggerNotAllowed,
+    mask_tokens,
+)
 
 __all__ = ["Target", "audit_reason", "to_tool_error"]
 
@@ -86,6 +93,8 @@ def _message(error: Exception, t: Target) -> str:
                 f"{error.argument} must be a UUID such as {_EXAMPLE_UUID}; got {error.shown_value}. "
                 "Nothing was sent to InfraBox. Use an id exactly as list_projects, list_builds or get_build return it."
             )
+        case InvalidArgument():
+            return f"{error.argument}: {error.problem}. Nothing was sent to InfraBox; check the value and call again."
         case TriggerNotAllowed(learned=False):
             return (
                 f"This server's InfraBox token ({t.token_fingerprint}) has no trigger permission (allow_trigger), "
@@ -98,6 +107,14 @@ def _message(error: Exception, t: Target) -> str:
                 f"InfraBox answered earlier that this token ({t.token_fingerprint}) does not have trigger permission "
                 f"(allow_trigger), so the {t.action} of {t.thing} was not sent. Read tools still work. An InfraBox "
                 "admin must grant allow_trigger to this token; then restart this server."
+            )
+        case BudgetExhausted() if error.budget != "trigger":
+            state = error.state
+            return (
+                f"Read budget '{error.budget}' used up: at most {state.limit} such requests in any "
+                f"{state.window_seconds} s, mirroring InfraBox's own bucket (which counts refused calls, so "
+                f"hammering it locks the token out). Nothing was sent. Retry in {error.retry_after_s} s, or use "
+                "diagnose_build, which answers most questions in one call."
             )
         case BudgetExhausted():
             state = error.state
@@ -162,6 +179,11 @@ def _message(error: Exception, t: Target) -> str:
             return (
                 f"InfraBox gave an unexpected answer to the {t.action} of {t.thing} ({error}).{_said(error)} "
                 "Check the build's state with get_build before retrying." + _request(error)
+            )
+        case UpstreamBroken() if error.retry_after_s is not None:
+            return (
+                f"InfraBox is temporarily unavailable ({error}); nothing was changed. Retry in "
+                f"{error.retry_after_s} s." + _request(error)
             )
         case UpstreamBroken():
             return (

@@ -30,7 +30,7 @@ JobId = Annotated[
 
 
 class BudgetOut(BaseModel):
-    """The trigger budget after this call."""
+    """A budget: requests left in the sliding window and when the next slot frees."""
 
     limit: int = Field(description="requests allowed in any sliding window")
     remaining: int = Field(description="requests left in the current window")

@@ -35,6 +35,9 @@ class WhoamiResult(BaseModel):
     )
     trigger_permission: TriggerPermissionOut
     trigger_budget: BudgetOut
+    read_budgets: dict[str, BudgetOut] = Field(
+        description="per InfraBox read bucket: list_projects, list_builds, list_jobs, get_job_log"
+    )
     hint: str
 
 
@@ -44,7 +47,7 @@ def register(server: MCPServer, deps: Deps) -> None:
         title="Show this server's InfraBox identity and budgets",
         description=(
             "Show which InfraBox this server talks to, the token's fingerprint (never the token), whether "
-            "trigger tools (restart/rerun/abort) are allowed, and how much of the trigger budget is left. "
+            "trigger tools (restart/rerun/abort) are allowed, and how much of the trigger and read budgets is left. "
             "Makes no request to InfraBox and uses no budget."
         ),
         annotations=ToolAnnotations(
@@ -90,5 +93,9 @@ def register(server: MCPServer, deps: Deps) -> None:
                 declared=permission.declared, refused_by_infrabox_at=refused_at, allowed=permission.allowed
             ),
             trigger_budget=BudgetOut.of(budget),
+            read_budgets={
+                bucket: BudgetOut.of(state)
+                for bucket, state in (await deps.read_budgets.states(deps.token_fingerprint)).items()
+            },
             hint=hint,
         )

@@ -33,6 +33,8 @@ def _instances(kind: type) -> list[Exception]:
         return [kind("x", **common)]
     if kind is policy.InvalidId:
         return [kind("build_id", "../x")]
+    if kind is policy.InvalidArgument:
+        return [kind("grep", "not a valid Python regular expression (missing ), unterminated subpattern)")]
     if kind is policy.TriggerNotAllowed:
         return [kind(learned=False), kind(learned=True)]
     if kind is policy.BudgetExhausted:

@@ -1,0 +1,292 @@
+"""`mcp-ci-tools demo`: a scripted agent session against the sandbox, printed as a transcript.
+
+It starts the sandbox on a free loopback port, spawns `mcp-ci-tools` over stdio with the official SDK client
+(exactly as an MCP client would), and plays: diagnose the red build, rerun a job, restart a job with its
+downstream jobs, restart a build and watch it run, abort a running build, then a refusal with a token that
+has no trigger permission, the budget running out, and the audit lines written. Every step checks its
+outcome; the exit status is non-zero if any step misbehaves, so the demo doubles as a smoke test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, start_in_thread
+
+__all__ = ["main"]
+
+_WATCH_SECONDS = 30.0
+
+
+class StepFailed(Exception):
+    """A demo step did not behave as the product promises."""
+
+
+class _Session:
+    """One MCP client session, printing each call and checking its outcome."""
+
+    def __init__(self, client: Client, out: TextIO) -> None:
+        self.client = client
+        self.out = out
+
+    async def call(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        expect_error: bool = False,
+        check: Callable[[dict[str, Any]], str] | None = None,
+        quiet: bool = False,
+    ) -> Any:
+        shown = ", ".join(f"{key}={_short(value)}" for key, value in args.items())
+        if not quiet:
+            print(f"\n> {tool}({shown})", file=self.out)
+        result = await self.client.call_tool(tool, args)
+        text = result.content[0].text if result.content else ""
+        if bool(result.is_error) != expect_error:
+            raise StepFailed(
+                f"{tool}: expected {'an error' if expect_error else 'success'}, got: {text[:500]}"
+            )
+        if expect_error:
+            if not quiet:
+                print(f"  refused: {text.removeprefix(f'Error executing tool {tool}: ')}", file=self.out)
+            return text
+        content = result.structured_content or {}
+        summary = check(content) if check else ""
+        if summary and not quiet:
+            print(f"  {summary}", file=self.out)
+        return content
+
+
+def _short(value: Any) -> str:
+    names = {
+        SEED.payments: "payments-service",
+        SEED.frontend: "web-frontend",
+        SEED.failed_build: "#42",
+        SEED.running_build: "#44",
+        SEED.failed_test_job: "#42/test",
+        SEED.unstable_test_job: "#43/test",
+        SEED.frontend_e2e_job: "web-frontend#18/e2e",
+    }
+    if isinstance(value, str) and value in names:
+        return names[value]
+    return repr(value)
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise StepFailed(message)
+
+
+def _server(env: dict[str, str], errlog: TextIO) -> Client:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_ci_tools"], env=env)
+    return Client(stdio_client(params, errlog=errlog))
+
+
+async def _agent_session(s: _Session) -> None:
+    P = SEED.payments
+    await s.call(
+        "list_projects",
+        {},
+        check=lambda r: (
+            _expect("payments-service" in {p["name"] for p in r["projects"]}, "payments-service not listed")
+            or f"{r['returned']} projects: " + ", ".join(p["name"] for p in r["projects"])
+        ),
+    )
+    await s.call(
+        "list_builds",
+        {"project_id": P, "status": "failure"},
+        check=lambda r: (
+            _expect(SEED.failed_build in {b["id"] for b in r["builds"]}, "build #42 is not listed as failed")
+            or "red builds: " + ", ".join(f"#{b['build_number']} ({b['branch']})" for b in r["builds"])
+        ),
+    )
+
+    def diagnosis(r: dict[str, Any]) -> str:
+        problems = {p["job"]["name"]: p for p in r["problem_jobs"]}
+        _expect("test" in problems, "diagnose_build did not single out the failed test job")
+        _expect(bool(problems["test"]["failed_tests"]), "diagnose_build found no failed tests")
+        tests = ", ".join(t["name"] for t in problems["test"]["failed_tests"])
+        return f"{r['summary']}\n  failed tests: {tests}"
+
+    await s.call("diagnose_build", {"project_id": P, "build_id": SEED.failed_build}, check=diagnosis)
+    await s.call(
+        "get_job_log",
+        {
+            "project_id": P,
+            "job_id": SEED.failed_test_job,
+            "grep": "FAIL|Error|Bearer|AKIA",
+            "max_bytes": 1200,
+        },
+        check=lambda r: (
+            _expect(r["masked_secrets"] > 0, "no secret was masked in the log")
+            or f"{r['match_count']} matching lines, {r['masked_secrets']} secret(s) masked:\n    "
+            + r["text"].replace("\n", "\n    ")[:900]
+        ),
+    )
+    await s.call(
+        "rerun_job",
+        {"project_id": P, "job_id": SEED.unstable_test_job},
+        check=lambda r: (
+            _expect(bool(r["new_job_id"]), "rerun_job returned no new job id")
+            or f"clone {r['new_job_id']} queued; budget left {r['trigger_budget']['remaining']}"
+        ),
+    )
+    await s.call(
+        "restart_job",
+        {"project_id": P, "job_id": SEED.failed_test_job},
+        check=lambda r: (
+            _expect(r["jobs_restarted"] == 2, f"expected test and deploy cloned, got {r['jobs_restarted']}")
+            or f"{r['jobs_restarted']} jobs cloned (test.1, deploy.1); budget left {r['trigger_budget']['remaining']}"
+        ),
+    )
+    restarted = await s.call(
+        "restart_build",
+        {"project_id": P, "build_id": SEED.failed_build},
+        check=lambda r: (
+            _expect(bool(r["new_build_id"]), "restart_build returned no build id")
+            or f"new build {r['new_build_id']} (restart_counter {r['restart_counter']}); "
+            f"budget left {r['trigger_budget']['remaining']}"
+        ),
+    )
+    await _watch(s, P, restarted["new_build_id"])
+    await s.call(
+        "abort_build",
+        {"project_id": P, "build_id": SEED.running_build},
+        check=lambda r: f"{r['jobs_aborted']} abort requests recorded (asynchronous)",
+    )
+    await anyio.sleep(1.0)
+    await s.call(
+        "get_build",
+        {"project_id": P, "build_id": SEED.running_build},
+        check=lambda r: (
+            _expect(r["state_counts"].get("killed", 0) > 0, f"no job was killed: {r['state_counts']}")
+            or f"jobs now: {r['state_counts']}"
+        ),
+    )
+    await s.call(
+        "abort_job",
+        {"project_id": SEED.frontend, "job_id": SEED.frontend_e2e_job},
+        check=lambda r: f"abort accepted; budget left {r['trigger_budget']['remaining']}",
+    )
+    refused = await s.call(
+        "restart_build", {"project_id": P, "build_id": SEED.failed_build}, expect_error=True
+    )
+    _expect(
+        "Trigger budget used up" in refused, "the sixth trigger in a minute was not refused by the budget"
+    )
+
+
+async def _watch(s: _Session, project_id: str, build_id: str) -> None:
+    print(f"\n> get_build(...) every second until build {build_id} ends", file=s.out)
+    deadline = time.monotonic() + _WATCH_SECONDS
+    seen = ""
+    while time.monotonic() < deadline:
+        r = await s.call("get_build", {"project_id": project_id, "build_id": build_id}, quiet=True)
+        line = f"status {r['build']['status']}: {r['state_counts']}"
+        if line != seen:
+            print(f"  {line}", file=s.out)
+            seen = line
+        if (
+            r["build"]["status"] in ("finished", "failure", "error", "unstable", "killed")
+            and r["jobs_total"] > 1
+        ):
+            _expect(r["build"]["status"] == "finished", f"the restarted build ended {r['build']['status']}")
+            return
+        await anyio.sleep(1.0)
+    raise StepFailed(f"the restarted build did not finish within {_WATCH_SECONDS:.0f} s")
+
+
+async def _no_permission_session(s: _Session) -> None:
+    args = {"project_id": SEED.payments, "job_id": SEED.unstable_test_job}
+    first = await s.call("rerun_job", args, expect_error=True)
+    _expect("does not have trigger permission" in first, "InfraBox's 403 was not reported")
+    again = await s.call("rerun_job", args, expect_error=True)
+    _expect("answered earlier" in again, "the learned refusal was not applied locally")
+
+
+def _print_audit(path: Path, out: TextIO) -> None:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    print(f"\nAudit log {path} ({len(records)} records), trigger calls:", file=out)
+    for r in records:
+        if r["tool"] in ("restart_build", "abort_build", "restart_job", "rerun_job", "abort_job"):
+            outcome = r.get("outcome") or "-"
+            extra = f" reason={r['reason']}" if r.get("reason") else ""
+            status = f" http={r['http_status']}" if r.get("http_status") else ""
+            print(
+                f"  {r['ts']} {r['token']} {r['event']:<7} {r['tool']:<13} {r['decision']:<7} {outcome}{status}{extra}",
+                file=out,
+            )
+    text = path.read_text()
+    _expect(not any(t.token in text for t in SANDBOX_TOKENS.values()), "a token appears in the audit log")
+
+
+async def _run(out: TextIO, workdir: Path, errlog: TextIO) -> None:
+    sandbox = start_in_thread(workdir / "sandbox.sqlite3", job_duration_s=0.5, tick_interval_s=0.1)
+    try:
+        audit = workdir / "audit.jsonl"
+        base = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", str(workdir)),
+            "INFRABOX_URL": sandbox.url,
+            "MCP_CI_ALLOW_TRIGGER": "true",
+            "MCP_CI_AUDIT_LOG": str(audit),
+            "MCP_CI_LOG_LEVEL": "WARNING",
+        }
+        print(
+            f"Sandbox InfraBox at {sandbox.url}; agent connects with the 'trigger' token (alice).", file=out
+        )
+        async with _server({**base, "INFRABOX_MCP_TOKEN": SANDBOX_TOKENS["trigger"].token}, errlog) as client:
+            await _agent_session(_Session(client, out))
+        print(
+            "\nA second agent connects with the 'read_only' token (bob), declared as allowed to trigger:",
+            file=out,
+        )
+        async with _server(
+            {**base, "INFRABOX_MCP_TOKEN": SANDBOX_TOKENS["read_only"].token}, errlog
+        ) as client:
+            await _no_permission_session(_Session(client, out))
+        _print_audit(audit, out)
+    finally:
+        sandbox.stop()
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    if argv:
+        print("usage: mcp-ci-tools demo", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="mcp-ci-tools-demo-") as workdir:
+        try:
+            try:
+                with open(Path(workdir) / "server.log", "w") as errlog:
+                    anyio.run(_run, out, Path(workdir), errlog)
+            except BaseExceptionGroup as group:
+                failures = group.subgroup(StepFailed)
+                if failures is None:
+                    raise
+                raise _first(failures) from None
+        except StepFailed as failure:
+            print(f"\nDEMO FAILED: {failure}", file=out)
+            server_log = Path(workdir) / "server.log"
+            if server_log.exists():
+                print(server_log.read_text()[-3000:], file=sys.stderr)
+            return 1
+    print("\nDemo finished: every step behaved as expected.", file=out)
+    return 0

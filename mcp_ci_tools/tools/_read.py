@@ -1,0 +1,123 @@
+"""The read pipeline: ids → read budgets (every slot the call needs, before anything is sent) → InfraBox → audit.
+
+Reads are audited like triggers (decision and outcome) but in one `result` record, not synced to disk,
+and an audit failure never blocks a read: the record goes to the stderr log instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from mcp.types import ToolAnnotations
+
+from mcp_ci_tools.audit import AuditRecord, Outcome
+from mcp_ci_tools.client import InfraBoxError
+from mcp_ci_tools.policy import PolicyDenied, parse_id
+from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
+from mcp_ci_tools.tools._write import audit_id, write_or_log
+
+__all__ = ["ReadCall", "gather", "read_annotations", "run_read"]
+
+ResultT = TypeVar("ResultT")
+
+
+def read_annotations(title: str) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=title, read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+    )
+
+
+async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run calls concurrently; the first `InfraBoxError` is raised as itself, not inside an ExceptionGroup."""
+    results: list[Any] = [None] * len(calls)
+
+    async def run(index: int, call: Callable[[], Awaitable[Any]]) -> None:
+        results[index] = await call()
+
+    try:
+        async with anyio.create_task_group() as group:
+            for index, call in enumerate(calls):
+                group.start_soon(run, index, call)
+    except BaseExceptionGroup as failures:
+        first = next((e for e in failures.exceptions if isinstance(e, InfraBoxError)), None)
+        if first is None:
+            raise
+        raise first from None
+    return results
+
+
+@dataclass(frozen=True)
+class ReadCall:
+    """What a read's fetch step gets: parsed ids, the request id to send, and the deps for more requests."""
+
+    ids: dict[str, uuid.UUID]
+    request_id: str
+    deps: Deps
+
+    @property
+    def project(self) -> uuid.UUID:
+        return self.ids["project_id"]
+
+
+async def run_read(
+    deps: Deps,
+    *,
+    tool: str,
+    kind: str,
+    ids: Mapping[str, str],
+    needs: Mapping[str, int],
+    fetch: Callable[[ReadCall], Awaitable[ResultT]],
+    validate: Callable[[], None] | None = None,
+    detail: Callable[[ResultT], dict[str, Any]] | None = None,
+) -> ResultT:
+    """Run one read tool call, or raise `ToolError`. `validate` checks other arguments before any budget."""
+    request_id = deps.new_request_id()
+    started = deps.clock()
+    project_id = ids.get("project_id", "")
+    target_key = next((key for key in ids if key != "project_id"), None)
+    target = Target(
+        action="read",
+        kind=kind,
+        project_id=project_id,
+        target_id=ids[target_key] if target_key else None,
+        write=False,
+        infrabox_url=deps.infrabox_url,
+        token_fingerprint=deps.token_fingerprint,
+    )
+
+    def audit(decision: str, outcome: Outcome, **fields: Any) -> None:
+        audited_ids = {
+            key: audit_id(value) for key, value in ids.items() if key in ("project_id", "build_id", "job_id")
+        }
+        record = AuditRecord(
+            event="result",
+            tool=tool,
+            request_id=request_id,
+            decision=decision,  # type: ignore[arg-type]
+            outcome=outcome,
+            duration_ms=round((deps.clock() - started) * 1000, 3),
+            **audited_ids,
+            **fields,
+        )
+        write_or_log(deps, record, durable=False)
+
+    try:
+        parsed = {key: parse_id(key, value) for key, value in ids.items()}
+        if validate is not None:
+            validate()
+        await deps.read_budgets.reserve(deps.token_fingerprint, needs)
+    except PolicyDenied as denied:
+        audit("denied", "denied", reason=denied.reason)
+        raise to_tool_error(denied, target) from None
+    try:
+        result = await fetch(ReadCall(ids=parsed, request_id=request_id, deps=deps))
+    except InfraBoxError as error:
+        audit("allowed", "error", reason=audit_reason(error), http_status=error.status)
+        raise to_tool_error(error, target) from None
+    audit("allowed", "success", http_status=200, detail=detail(result) if detail else {})
+    return result

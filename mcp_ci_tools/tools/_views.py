@@ -1,0 +1,155 @@
+"""Output pieces the read tools share: bounded job and build views, state counts, the byte budget."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel, Field
+
+from mcp_ci_tools.actions import JobActions, downstream_of, possible_actions
+from mcp_ci_tools.client import Build, Job
+from mcp_ci_tools.logtext import mask_secrets
+
+__all__ = [
+    "MAX_OUTPUT_BYTES",
+    "BuildView",
+    "JobView",
+    "clip",
+    "fit",
+    "job_views",
+    "rendered_size",
+    "state_counts",
+]
+
+# Every tool result stays below this when serialised; pieces are cut to fit and the cut is reported.
+MAX_OUTPUT_BYTES = 100_000
+_MESSAGE_CHARS = 300
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def clip(text: str | None, limit: int = _MESSAGE_CHARS) -> str | None:
+    """Mask secrets, fold whitespace runs in a one-line text and cut it to `limit` characters."""
+    if not text:
+        return text
+    masked, _ = mask_secrets(text)
+    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+
+
+def rendered_size(item: BaseModel, depth: int) -> int:
+    # Results reach the model as pretty-printed JSON (indent 2): count that, nested `depth` levels deep.
+    pretty = json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False)
+    return len(pretty.encode()) + (pretty.count("\n") + 1) * 2 * depth + 2
+
+
+def fit(items: Sequence[ModelT], budget_bytes: int, *, depth: int = 2) -> list[ModelT]:
+    """The longest prefix of `items` that fits in `budget_bytes` as the model will see it."""
+    kept: list[ModelT] = []
+    used = 2
+    for item in items:
+        size = rendered_size(item, depth)
+        if used + size > budget_bytes:
+            break
+        kept.append(item)
+        used += size
+    return kept
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def duration_s(start: str | None, end: str | None, now: float) -> float | None:
+    started = _parse_time(start)
+    if started is None:
+        return None
+    ended = _parse_time(end)
+    seconds = (ended.timestamp() if ended else now) - started.timestamp()
+    return round(seconds, 1) if seconds >= 0 else None
+
+
+class BuildView(BaseModel):
+    id: str
+    build_number: int | None
+    restart_counter: int | None
+    branch: str | None
+    commit_id: str | None
+    status: str | None = Field(description="derived by InfraBox from the jobs; null when it has none")
+    created_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def of(cls, build: Build) -> BuildView:
+        return cls(
+            id=build.id,
+            build_number=build.build_number,
+            restart_counter=build.restart_counter,
+            branch=clip(build.branch, 200),
+            commit_id=clip(build.commit_id, 80),
+            status=build.status,
+            created_at=build.created_at,
+            finished_at=build.finished_at,
+        )
+
+
+class JobView(BaseModel):
+    id: str
+    name: str | None
+    state: str | None
+    duration_s: float | None = Field(description="seconds run so far, or in total once finished")
+    message: str | None = Field(description="InfraBox's message for the job, cut to 300 characters")
+    actions: JobActions = Field(description="what restart_job, rerun_job and abort_job would do now")
+
+
+def _actions(job: Job, by_id: dict[str, Job], all_jobs: Sequence[Job] | None) -> JobActions:
+    dependents_states: list[str] | None = None
+    parent_states: list[str] | None = None
+    if (
+        job.dependencies is not None
+        and all_jobs is not None
+        and all(j.dependencies is not None for j in all_jobs)
+    ):
+        graph = [{"id": j.id, "dependencies": j.dependencies} for j in all_jobs]
+        dependents_states = [by_id[i].state or "unknown" for i in downstream_of(job.id, graph) if i in by_id]
+        parents = [d.get("job-id") for d in job.dependencies if isinstance(d, dict)]
+        if all(str(p) in by_id for p in parents):
+            parent_states = [by_id[str(p)].state or "unknown" for p in parents]
+    elif job.dependencies == []:
+        parent_states = []
+    return possible_actions(
+        job.state or "unknown",
+        job_type=job.type,
+        restarted=job.restarted,
+        dependents_states=dependents_states,
+        parent_states=parent_states,
+    )
+
+
+def job_views(jobs: Sequence[Job], now: float, *, build_jobs: Sequence[Job] | None = None) -> list[JobView]:
+    """Views of `jobs`; `build_jobs` (all jobs of their build) lets dependency rules be decided."""
+    context = build_jobs if build_jobs is not None else None
+    by_id = {j.id: j for j in (context or jobs)}
+    return [
+        JobView(
+            id=job.id,
+            name=clip(job.name, 200),
+            state=job.state,
+            duration_s=duration_s(job.start_date, job.end_date, now),
+            message=clip(job.message),
+            actions=_actions(job, by_id, context),
+        )
+        for job in jobs
+    ]
+
+
+def state_counts(jobs: Iterable[Job]) -> dict[str, int]:
+    return dict(sorted(Counter(job.state or "unknown" for job in jobs).items()))

@@ -1,0 +1,228 @@
+"""diagnose_build: why a build is red and what can be done, in one call with bounded work and output."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio
+from mcp.server import MCPServer
+from pydantic import BaseModel, Field
+
+from mcp_ci_tools import logtext
+from mcp_ci_tools.actions import TERMINAL_STATES
+from mcp_ci_tools.client import InfraBoxError, Job
+from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._models import BuildId, ProjectId
+from mcp_ci_tools.tools._read import ReadCall, gather, read_annotations, run_read
+from mcp_ci_tools.tools._views import (
+    MAX_OUTPUT_BYTES,
+    BuildView,
+    JobView,
+    fit,
+    job_views,
+    rendered_size,
+    state_counts,
+)
+from mcp_ci_tools.tools.build_reads import problem_first
+from mcp_ci_tools.tools.job_reads import TestView, bounded_log, test_views
+
+__all__ = ["DiagnoseResult", "register"]
+
+PROBLEM_STATES = ("failure", "error", "unstable", "killed")
+MAX_LOG_FETCHES = 10
+MAX_TESTRUN_FETCHES = 30
+_TESTS_PER_JOB = 5
+_LOG_LINES, _LOG_BYTES = 25, 2_000
+_CONCURRENT_FETCHES = 4
+
+
+class ProblemJob(BaseModel):
+    job: JobView
+    failed_tests: list[TestView] = Field(description=f"up to {_TESTS_PER_JOB} failed tests")
+    failed_tests_total: int | None = Field(description="null when test results were not fetched")
+    log_tail: str | None = Field(
+        description="masked end of the console (untrusted CI output); null if not fetched"
+    )
+    log_note: str | None
+
+
+class DiagnoseResult(BaseModel):
+    project_id: str
+    build: BuildView
+    summary: str = Field(description="the verdict in a few sentences, with a suggested next action")
+    state_counts: dict[str, int] = Field(description="jobs per state over ALL jobs")
+    jobs_total: int
+    problem_jobs: list[ProblemJob] = Field(
+        description="failure, error, unstable and killed jobs, in that order"
+    )
+    other_jobs: list[JobView] = Field(description="the remaining jobs, active ones first")
+    untrusted: str
+    left_out: list[str] = Field(description="what was not fetched or not shown, and why")
+
+
+def _suggestion(problems: list[ProblemJob], counts: dict[str, int]) -> str:
+    if not problems:
+        if any(counts.get(s) for s in ("queued", "scheduled", "running")):
+            return "Nothing has failed yet; jobs are still active. Check again later with get_build."
+        return "No job failed. Nothing to restart."
+    first = problems[0].job
+    actions = first.actions
+    skipped = counts.get("skipped", 0)
+    if actions.restart != "no" and skipped:
+        return (
+            f"Start with '{first.name}'. {skipped} job(s) were skipped because of failures: restart_job on "
+            f"'{first.name}' re-runs it with its downstream jobs (restart: {actions.restart})."
+        )
+    if actions.rerun != "no":
+        return f"Start with '{first.name}': rerun_job re-runs just that job (rerun: {actions.rerun})."
+    if actions.restart != "no":
+        return f"Start with '{first.name}': restart_job (restart: {actions.restart})."
+    reasons = "; ".join(actions.reasons.values())
+    return f"'{first.name}' cannot be restarted or rerun now ({reasons}). restart_build starts the whole build again."
+
+
+def _summary(build: BuildView, counts: dict[str, int], problems: list[ProblemJob], total: int) -> str:
+    name = f"Build #{build.build_number}" if build.build_number is not None else f"Build {build.id}"
+    branch = f" on {build.branch}" if build.branch else ""
+    tally = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no jobs"
+    lines = [f"{name}{branch} is {build.status or 'without a status'}: {total} job(s), {tally}."]
+    for problem in problems[:3]:
+        detail = f": {problem.job.message}" if problem.job.message else ""
+        tests = f"; {problem.failed_tests_total} failed test(s)" if problem.failed_tests_total else ""
+        lines.append(f"'{problem.job.name}' is {problem.job.state}{detail}{tests}.")
+    lines.append(_suggestion(problems, counts))
+    return " ".join(lines)
+
+
+def register(server: MCPServer, deps: Deps) -> None:
+    @server.tool(
+        name="diagnose_build",
+        title="Diagnose InfraBox build (start here)",
+        description=(
+            "START HERE when a build is red. One call answers why it failed and what can be done: jobs per "
+            "state, then the failed/error/unstable/killed jobs first with their messages, failed tests, a short "
+            "masked log tail each, and which actions (restart_job, rerun_job, abort_job) InfraBox would accept, "
+            "plus a suggested next step. Fetches at most 10 logs and 30 test lists, and says what it left out."
+        ),
+        annotations=read_annotations("Diagnose InfraBox build"),
+    )
+    async def diagnose_build(project_id: ProjectId, build_id: BuildId) -> DiagnoseResult:
+        async def fetch(call: ReadCall) -> DiagnoseResult:
+            build, page = await gather(
+                lambda: deps.client.get_build(call.project, call.ids["build_id"], request_id=call.request_id),
+                lambda: deps.client.list_jobs(call.project, call.ids["build_id"], request_id=call.request_id),
+            )
+            jobs: list[Job] = page.items
+            ordered = problem_first(jobs)
+            problems = [j for j in ordered if j.state in PROBLEM_STATES]
+            left_out: list[str] = []
+            key = deps.token_fingerprint
+            wanted_logs = min(len(problems), MAX_LOG_FETCHES)
+            wanted_tests = min(len(problems), MAX_TESTRUN_FETCHES)
+            log_slots = await deps.read_budgets.take_up_to(key, "get_job_log", wanted_logs)
+            test_slots = await deps.read_budgets.take_up_to(key, "list_jobs", wanted_tests)
+            if len(problems) > MAX_LOG_FETCHES:
+                left_out.append(
+                    f"logs of {len(problems) - MAX_LOG_FETCHES} problem job(s): at most 10 per call"
+                )
+            if log_slots < wanted_logs:
+                left_out.append(
+                    f"logs of {wanted_logs - log_slots} job(s): the get_job_log budget is used up"
+                )
+            if len(problems) > MAX_TESTRUN_FETCHES:
+                left_out.append(
+                    f"tests of {len(problems) - MAX_TESTRUN_FETCHES} problem job(s): at most 30 per call"
+                )
+            if test_slots < wanted_tests:
+                left_out.append(
+                    f"tests of {wanted_tests - test_slots} job(s): the list_jobs budget is used up"
+                )
+
+            logs: dict[str, tuple[str | None, str | None]] = {}
+            tests: dict[str, tuple[list[TestView], int]] = {}
+            limiter = anyio.Semaphore(_CONCURRENT_FETCHES)
+
+            async def fetch_log(job: Job) -> None:
+                async with limiter:
+                    try:
+                        log = await deps.client.get_job_log(
+                            call.project, uuid.UUID(job.id), request_id=call.request_id
+                        )
+                    except (InfraBoxError, ValueError) as error:
+                        logs[job.id] = (None, f"log not available ({type(error).__name__})")
+                        return
+                if not log.text:
+                    archived = job.state in TERMINAL_STATES
+                    logs[job.id] = (
+                        None,
+                        "log archived: not available through this API" if archived else "log empty",
+                    )
+                    return
+                view = bounded_log(log, tail_lines=_LOG_LINES, max_bytes=_LOG_BYTES)
+                logs[job.id] = (view.text, f"last {_LOG_LINES} lines at most" if view.cut else None)
+
+            async def fetch_tests(job: Job) -> None:
+                async with limiter:
+                    try:
+                        runs = await deps.client.list_testruns(
+                            call.project, uuid.UUID(job.id), request_id=call.request_id
+                        )
+                    except (InfraBoxError, ValueError):
+                        return
+                tests[job.id] = test_views(runs.items, only_failed=True, limit=_TESTS_PER_JOB)
+
+            async with anyio.create_task_group() as group:
+                for job in problems[:log_slots]:
+                    group.start_soon(fetch_log, job)
+                for job in problems[:test_slots]:
+                    group.start_soon(fetch_tests, job)
+
+            now = deps.clock()
+            views = {v.id: v for v in job_views(ordered, now, build_jobs=jobs)}
+            problem_views = []
+            for job in problems:
+                failed, failed_total = tests.get(job.id, ([], None))
+                tail_text, note = logs.get(job.id, (None, "log not fetched"))
+                problem_views.append(
+                    ProblemJob(
+                        job=views[job.id],
+                        failed_tests=failed,
+                        failed_tests_total=failed_total,
+                        log_tail=tail_text,
+                        log_note=note,
+                    )
+                )
+            shown_problems = fit(problem_views, MAX_OUTPUT_BYTES * 6 // 10)
+            others = [views[j.id] for j in ordered if j.state not in PROBLEM_STATES]
+            used = sum(rendered_size(p, 2) for p in shown_problems)
+            shown_others = fit(others, MAX_OUTPUT_BYTES - 10_000 - used)
+            if len(shown_problems) < len(problem_views):
+                left_out.append(
+                    f"{len(problem_views) - len(shown_problems)} problem job(s) not shown (100 kB cap)"
+                )
+            if len(shown_others) < len(others):
+                left_out.append(f"{len(others) - len(shown_others)} other job(s) not shown (100 kB cap)")
+            build_view = BuildView.of(build)
+            counts = state_counts(jobs)
+            total = max(page.total or 0, len(jobs))
+            return DiagnoseResult(
+                project_id=project_id,
+                build=build_view,
+                summary=_summary(build_view, counts, problem_views, total),
+                state_counts=counts,
+                jobs_total=total,
+                problem_jobs=shown_problems,
+                other_jobs=shown_others,
+                untrusted=logtext.UNTRUSTED_NOTICE,
+                left_out=left_out,
+            )
+
+        return await run_read(
+            deps,
+            tool="diagnose_build",
+            kind="build",
+            ids={"project_id": project_id, "build_id": build_id},
+            needs={"list_builds": 1, "list_jobs": 1},
+            fetch=fetch,
+            detail=lambda r: {"problem_jobs": len(r.problem_jobs), "left_out": len(r.left_out)},
+        )
