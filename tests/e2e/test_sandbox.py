@@ -131,3 +131,66 @@ async def test_a_token_without_trigger_permission_is_refused_by_the_sandbox_once
     assert "answered earlier" in second.content[0].text
     assert _count(db, "SELECT COUNT(*) FROM mcp_access_log WHERE status = 'forbidden'") == 1
     assert _count(db, "SELECT COUNT(*) FROM mcp_access_log") - before == 2  # attempt + forbidden, once
+
+
+async def test_the_sandbox_flag_serves_stdio_against_an_embedded_sandbox(tmp_path: Path) -> None:
+    env = {"PATH": "", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_ci_tools", "--sandbox"], env=env)
+    with open(tmp_path / "server.log", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            projects = await client.call_tool("list_projects", {})
+            rerun = await client.call_tool(
+                "rerun_job", {"project_id": SEED.payments, "job_id": SEED.unstable_test_job}
+            )
+
+    assert {p["name"] for p in projects.structured_content["projects"]} == {
+        "payments-service",
+        "web-frontend",
+    }
+    assert rerun.is_error is False and rerun.structured_content["new_job_id"]
+    log = (tmp_path / "server.log").read_text()
+    assert "sandbox InfraBox at http://127.0.0.1:" in log
+    assert SANDBOX_TOKENS["read_only"].token in log  # the sandbox's demo tokens are printed for the user
+
+
+def test_the_sandbox_command_serves_the_api_and_prints_url_and_tokens(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "mcp_ci_tools",
+        "sandbox",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp_path / "s.db"),
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    answer = httpx.get(
+                        f"http://127.0.0.1:{port}/api/v1/mcp/projects",
+                        headers={"Authorization": f"Bearer {SANDBOX_TOKENS['trigger'].token}"},
+                    )
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the sandbox did not start"
+                    time.sleep(0.1)
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=20)
+
+    assert answer.status_code == 200
+    assert {p["name"] for p in answer.json()} == {"payments-service", "web-frontend"}
+    assert f"http://127.0.0.1:{port}" in stderr
+    assert all(t.token in stderr for t in SANDBOX_TOKENS.values())
