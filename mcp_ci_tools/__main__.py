@@ -14,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from mcp_ci_tools.config import ConfigError, load_settings
+from mcp_ci_tools.config import ConfigError, Settings, load_settings
 
 __all__ = ["main"]
 
@@ -49,6 +49,31 @@ def _embedded_sandbox(environ: dict[str, str]) -> dict[str, str]:
     }
 
 
+def _serve_http(settings: Settings) -> int:
+    from mcp_ci_tools.http_app import build_http_app, serve_http
+    from mcp_ci_tools.server import build_server
+    from mcp_ci_tools.tools import InFlight
+
+    inflight = InFlight()
+    server = build_server(settings, inflight=inflight)
+    app = build_http_app(server, settings)
+    paths = {"streamable-http": "/mcp", "sse": "/sse", "http": "/mcp and /sse"}[settings.transport]
+    log.info(
+        "serving MCP over %s at http://%s:%d (%s) for %s; callers authenticate with their own token "
+        "(trigger %s, audit log %s)",
+        settings.transport,
+        settings.host,
+        settings.port,
+        paths,
+        settings.infrabox_url,
+        "decided by InfraBox per token" if settings.allow_trigger else "off for everyone",
+        settings.audit_log,
+    )
+    serve_http(app, settings, inflight=inflight)
+    log.info("stopped; audit log %s is complete", settings.audit_log)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["sandbox"]:
@@ -74,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     from mcp_ci_tools.server import build_server  # imported late: --help and config errors stay fast
 
+    if settings.transport != "stdio":
+        return _serve_http(settings)
     server = build_server(settings)
     log.info(
         "serving MCP over stdio for %s with token %s (trigger %s, audit log %s)",

@@ -63,6 +63,7 @@ class AuditRecord:
 
     event: Literal["attempt", "result"]
     tool: str
+    token: str  # the caller's token fingerprint, never the token
     request_id: str
     decision: Decision
     outcome: Outcome | None = None
@@ -76,17 +77,10 @@ class AuditRecord:
 
 
 class AuditLog:
-    """Writes `AuditRecord`s for one token (identified by fingerprint) to a sink."""
+    """Writes `AuditRecord`s to a sink, each as one JSON line with a timestamp."""
 
-    def __init__(
-        self,
-        sink: AuditSink,
-        *,
-        token_fingerprint: str,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, sink: AuditSink, *, clock: Callable[[], float] = time.time) -> None:
         self._sink = sink
-        self._token_fingerprint = token_fingerprint
         self._clock = clock
 
     def write(self, record: AuditRecord, *, durable: bool) -> None:
@@ -106,7 +100,7 @@ class AuditLog:
             "ts": datetime.fromtimestamp(self._clock(), UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
-            "token": self._token_fingerprint,
+            "token": fields.pop("token"),
         }
         line.update({key: value for key, value in fields.items() if value is not None})
         return json.dumps(line, separators=(",", ":"), ensure_ascii=False)

@@ -293,39 +293,23 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class InfraBoxClient:
-    """Talks to `{base_url}/api/v1/mcp` with one token. Paths take `uuid.UUID`, never strings."""
+class _Pool:
+    """The one httpx client (connection pool) shared by every token's view of InfraBox."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        timeout: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep = anyio.sleep,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.api_url = base_url.rstrip("/") + "/api/v1/mcp"
-        self._token = token
+    def __init__(self, api_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
+        self._api_url = api_url
         self._timeout = timeout
         self._transport = transport
-        self._sleep = sleep
-        self._clock = clock
         self._http: httpx.AsyncClient | None = None
 
-    def _client(self) -> httpx.AsyncClient:
+    def get(self) -> httpx.AsyncClient:
         if self._http is None or self._http.is_closed:
             self._http = httpx.AsyncClient(
-                base_url=self.api_url + "/",
+                base_url=self._api_url + "/",
                 transport=self._transport,
                 timeout=self._timeout,
                 follow_redirects=False,
-                headers={
-                    "Authorization": f"Bearer {self._token}",
-                    "User-Agent": f"mcp-ci-tools/{__version__}",
-                    "Accept": "application/json",
-                },
+                headers={"User-Agent": f"mcp-ci-tools/{__version__}", "Accept": "application/json"},
             )
         return self._http
 
@@ -333,6 +317,38 @@ class InfraBoxClient:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+class InfraBoxClient:
+    """Talks to `{base_url}/api/v1/mcp` as one token. Paths take `uuid.UUID`, never strings.
+
+    `with_token` gives another token's view over the same connection pool (HTTP transports serve many
+    callers, each with their own token; one caller's token is only ever sent on that caller's calls).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+        clock: Callable[[], float] = time.time,
+        _pool: _Pool | None = None,
+    ) -> None:
+        self.api_url = base_url.rstrip("/") + "/api/v1/mcp"
+        self._base_url = base_url
+        self._token = token
+        self._sleep = sleep
+        self._clock = clock
+        self._pool = _pool or _Pool(self.api_url, timeout, transport)
+
+    def with_token(self, token: str) -> InfraBoxClient:
+        return InfraBoxClient(self._base_url, token, sleep=self._sleep, clock=self._clock, _pool=self._pool)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
     # Writes ---------------------------------------------------------------------------------------
 
@@ -477,8 +493,15 @@ class InfraBoxClient:
     async def _send(
         self, method: str, path: str, *, request_id: str, write: bool, params: dict[str, Any] | None = None
     ) -> httpx.Response:
-        client = self._client()
-        request = client.build_request(method, path, params=params, headers={"X-Request-ID": request_id})
+        if self._token is None:
+            raise RuntimeError("InfraBoxClient has no token: use with_token() first")
+        client = self._pool.get()
+        request = client.build_request(
+            method,
+            path,
+            params=params,
+            headers={"Authorization": f"Bearer {self._token}", "X-Request-ID": request_id},
+        )
         now = self._clock
         with _translate_transport_errors(request_id=request_id, write=write):
             async for attempt in AsyncRetrying(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 __all__ = ["ConfigError", "Settings", "default_audit_path", "fingerprint", "load_settings"]
 
 TOKEN_RE = re.compile(r"^ib_mcp_[0-9a-f]{48}$")
+Transport = Literal["stdio", "sse", "streamable-http", "http"]
 
 
 class ConfigError(Exception):
@@ -49,13 +50,22 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     infrabox_url: str
-    token: SecretStr
+    token: SecretStr | None = None  # stdio only: over HTTP every caller brings their own
     allow_trigger: bool = False
     trigger_per_minute: int = Field(default=5, ge=1, le=1000)
     read_per_minute: int = Field(default=30, ge=1, le=10_000)
     log_per_minute: int = Field(default=10, ge=1, le=10_000)
     audit_log: Path
     timeout: float = Field(default=30.0, gt=0, le=600)
+    transport: Transport = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_sessions: int = Field(default=1000, ge=1)
+    session_idle_timeout: float = Field(default=600.0, gt=0)
+    shutdown_grace: float = Field(default=10.0, ge=0)
 
     @field_validator("infrabox_url")
     @classmethod
@@ -69,13 +79,24 @@ class Settings(BaseModel):
 
     @field_validator("token")
     @classmethod
-    def _check_token(cls, value: SecretStr) -> SecretStr:
-        if not TOKEN_RE.fullmatch(value.get_secret_value()):
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not TOKEN_RE.fullmatch(value.get_secret_value()):
             raise ValueError("must be an InfraBox MCP token: ib_mcp_ followed by 48 lowercase hex digits")
+        return value
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            return tuple(part.strip() for item in value for part in str(item).split(",") if part.strip())
         return value
 
     @property
     def token_fingerprint(self) -> str:
+        if self.token is None:
+            raise ValueError("no token configured: HTTP callers bring their own")
         return fingerprint(self.token.get_secret_value())
 
 
@@ -85,7 +106,7 @@ class _Option:
     variable: str
     flag: str
     help: str
-    kind: str = "str"  # str | bool
+    kind: str = "str"  # str | bool | list
 
 
 _OPTIONS = (
@@ -120,6 +141,49 @@ _OPTIONS = (
     ),
     _Option("audit_log", "MCP_CI_AUDIT_LOG", "--audit-log", "audit JSONL file"),
     _Option("timeout", "MCP_CI_TIMEOUT", "--timeout", "seconds per HTTP request (default 30)"),
+    _Option(
+        "transport",
+        "MCP_CI_TRANSPORT",
+        "--transport",
+        "stdio (default), streamable-http (/mcp), sse (/sse), or http (both)",
+    ),
+    _Option("host", "MCP_CI_HOST", "--host", "HTTP bind address (default 127.0.0.1)"),
+    _Option("port", "MCP_CI_PORT", "--port", "HTTP port (default 8000)"),
+    _Option(
+        "allowed_hosts",
+        "MCP_CI_ALLOWED_HOSTS",
+        "--allowed-host",
+        "Host header to accept besides loopback; repeatable or comma-separated; name, name:port or name:*",
+        "list",
+    ),
+    _Option(
+        "allowed_origins",
+        "MCP_CI_ALLOWED_ORIGINS",
+        "--allowed-origin",
+        "browser Origin to accept besides loopback; repeatable or comma-separated",
+        "list",
+    ),
+    _Option(
+        "max_body_bytes", "MCP_CI_MAX_BODY_BYTES", "--max-body-bytes", "largest request body (default 4 MiB)"
+    ),
+    _Option(
+        "max_sessions",
+        "MCP_CI_MAX_SESSIONS",
+        "--max-sessions",
+        "stateful HTTP sessions at most (default 1000)",
+    ),
+    _Option(
+        "session_idle_timeout",
+        "MCP_CI_SESSION_IDLE_TIMEOUT",
+        "--session-idle-timeout",
+        "seconds before an idle HTTP session is closed (default 600)",
+    ),
+    _Option(
+        "shutdown_grace",
+        "MCP_CI_SHUTDOWN_GRACE",
+        "--shutdown-grace",
+        "seconds in-flight calls may finish after SIGTERM (default 10)",
+    ),
 )
 _VARIABLE_OF = {option.field: option.variable for option in _OPTIONS}
 _TRUE = {"1", "true", "yes"}
@@ -143,7 +207,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="mcp-ci-tools",
-        description="MCP server for InfraBox builds and jobs (stdio). Every flag has an environment variable.",
+        description="MCP server for InfraBox builds and jobs. Every flag has an environment variable.",
     )
     for option in _OPTIONS:
         if option.kind == "bool":
@@ -151,6 +215,14 @@ def _parser() -> argparse.ArgumentParser:
                 option.flag,
                 dest=option.field,
                 action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{option.help} [{option.variable}]",
+            )
+        elif option.kind == "list":
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action="append",
                 default=None,
                 help=f"{option.help} [{option.variable}]",
             )
@@ -174,10 +246,16 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         if raw is None or raw.strip() == "":
             continue
         values[option.field] = _parse_bool(option.variable, raw) if option.kind == "bool" else raw.strip()
-    for required in ("infrabox_url", "token"):
-        if required not in values:
-            option = next(o for o in _OPTIONS if o.field == required)
-            raise ConfigError(option.variable, f"is required (set it or pass {option.flag})")
+    transport = values.get("transport", "stdio")
+    if "infrabox_url" not in values:
+        raise ConfigError("INFRABOX_URL", "is required (set it or pass --infrabox-url)")
+    if transport == "stdio" and "token" not in values:
+        raise ConfigError("INFRABOX_MCP_TOKEN", "is required (set it or pass --infrabox-mcp-token)")
+    if transport != "stdio" and "token" in values:
+        raise ConfigError(
+            "INFRABOX_MCP_TOKEN",
+            f"must not be set with --transport {transport}: it is for stdio; HTTP callers send their own token",
+        )
     values.setdefault("audit_log", default_audit_path(environ))
     try:
         return Settings(**values)

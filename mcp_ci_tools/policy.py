@@ -121,27 +121,29 @@ def parse_id(argument: str, value: object) -> uuid.UUID:
 
 
 class TriggerPermission:
-    """Whether trigger calls may be sent at all for this token."""
+    """Whether trigger calls may be sent for a token: the operator's declaration, then InfraBox's word.
+
+    A 403 "no trigger permission" is remembered per token fingerprint, so every later trigger call of that
+    token is refused without a request; other tokens are not affected.
+    """
 
     def __init__(self, declared: bool, *, clock: Clock = time.time) -> None:
         self.declared = declared
         self._clock = clock
-        self.refused_at: float | None = None
+        self._refused_at: dict[str, float] = {}
 
-    @property
-    def allowed(self) -> bool:
-        return self.declared and self.refused_at is None
-
-    def check(self) -> None:
+    async def check(self, key: str) -> None:
         if not self.declared:
             raise TriggerNotAllowed(learned=False)
-        if self.refused_at is not None:
+        if key in self._refused_at:
             raise TriggerNotAllowed(learned=True)
 
-    def learn_refusal(self) -> None:
-        """InfraBox answered 403 "no trigger permission": refuse every later trigger call without a request."""
-        if self.refused_at is None:
-            self.refused_at = self._clock()
+    async def learn_refusal(self, key: str) -> None:
+        self._refused_at.setdefault(key, self._clock())
+
+    async def refused_at(self, key: str) -> float | None:
+        """When InfraBox refused this token's trigger call, or None."""
+        return self._refused_at.get(key)
 
 
 @dataclass(frozen=True)

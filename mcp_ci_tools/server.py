@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,26 +12,59 @@ import anyio
 import httpx
 from limits.aio.storage import Storage
 from mcp.server import MCPServer
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from pydantic import AnyHttpUrl
 
 from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink
 from mcp_ci_tools.client import InfraBoxClient, Sleep
-from mcp_ci_tools.config import Settings
+from mcp_ci_tools.config import TOKEN_RE, Settings, fingerprint
 from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
-from mcp_ci_tools.tools import Deps, register_all
+from mcp_ci_tools.tools import Caller, Deps, InFlight, register_all
 
-__all__ = ["build_server"]
+__all__ = ["InfraBoxTokenVerifier", "build_server"]
 
 INSTRUCTIONS = """\
-Tools for the InfraBox CI. Read before you act: find the build and its failing jobs first, then choose the
-smallest action: rerun_job (one job), restart_job (a job and its downstream jobs), restart_build (a new build).
-Trigger tools (restart_*, rerun_job, abort_*) share a small budget (InfraBox allows 5 a minute and counts
-refused calls), are audited, and are never retried automatically: if one reports an unknown outcome, check the
-state before trying again. whoami shows whether triggering is allowed and how much budget is left."""
+Tools for the InfraBox CI. Read before you act: diagnose_build explains a red build in one call. Then choose
+the smallest action: rerun_job (one job), restart_job (a job and its downstream jobs), restart_build (a new
+build). Trigger tools (restart_*, rerun_job, abort_*) share a small budget (InfraBox allows 5 a minute and
+counts refused calls), are audited, and are never retried automatically: if one reports an unknown outcome,
+check the state before trying again. whoami shows whether triggering is allowed and the budgets left."""
 
 
 def _new_request_id() -> str:
     return str(uuid.uuid4())
+
+
+class InfraBoxTokenVerifier:
+    """Accepts a bearer credential only if it has the form of an InfraBox MCP token.
+
+    InfraBox has no endpoint to check a token, so the form is all that can be checked here; InfraBox itself
+    answers 401 for a token it does not know. The principal is the token's hash, so the SDK binds every
+    session to the token that opened it.
+    """
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if not TOKEN_RE.fullmatch(token):
+            return None
+        return AccessToken(
+            token=token,
+            client_id=fingerprint(token),
+            scopes=[],
+            subject=hashlib.sha256(token.encode()).hexdigest(),
+        )
+
+
+def _http_caller(client: InfraBoxClient) -> Callable[[], Caller]:
+    def caller() -> Caller:
+        access = get_access_token()
+        if access is None:  # the HTTP apps require authentication before any MCP handling
+            raise RuntimeError("no authenticated caller for this request")
+        return Caller(fingerprint=fingerprint(access.token), client=client.with_token(access.token))
+
+    return caller
 
 
 def build_server(
@@ -42,54 +76,80 @@ def build_server(
     audit_sink: AuditSink | None = None,
     budget_storage: Storage | None = None,
     new_request_id: Callable[[], str] = _new_request_id,
+    inflight: InFlight | None = None,
 ) -> MCPServer:
-    """An `MCPServer` with every tool registered; each dependency can be replaced (tests, other transports)."""
-    fingerprint = settings.token_fingerprint
+    """An `MCPServer` with every tool registered; each dependency can be replaced (tests, other transports).
+
+    With a token in `settings` (stdio) every call uses it. Without one (HTTP transports) every request must
+    authenticate with the caller's own token, and that token is used for that caller's calls only.
+    """
     client = InfraBoxClient(
-        settings.infrabox_url,
-        settings.token.get_secret_value(),
-        timeout=settings.timeout,
-        transport=transport,
-        sleep=sleep,
-        clock=clock,
+        settings.infrabox_url, timeout=settings.timeout, transport=transport, sleep=sleep, clock=clock
     )
+    if settings.token is not None:
+        fixed = Caller(
+            fingerprint=settings.token_fingerprint,
+            client=client.with_token(settings.token.get_secret_value()),
+        )
+        caller: Callable[[], Caller] = lambda: fixed  # noqa: E731
+    else:
+        caller = _http_caller(client)
+
+    def budget(name: str, per_minute: int) -> Budget:
+        return Budget(name, per_minute, storage=budget_storage, clock=clock)
+
     deps = Deps(
-        client=client,
+        caller=caller,
         permission=TriggerPermission(settings.allow_trigger, clock=clock),
-        trigger_budget=Budget("trigger", settings.trigger_per_minute, storage=budget_storage, clock=clock),
+        trigger_budget=budget("trigger", settings.trigger_per_minute),
         read_budgets=ReadBudgets(
             {
-                bucket: Budget(bucket, per_minute, storage=budget_storage, clock=clock)
-                for bucket, per_minute in (
-                    ("list_projects", settings.read_per_minute),
-                    ("list_builds", settings.read_per_minute),
-                    ("list_jobs", settings.read_per_minute),
-                    ("get_job_log", settings.log_per_minute),
-                )
+                "list_projects": budget("list_projects", settings.read_per_minute),
+                "list_builds": budget("list_builds", settings.read_per_minute),
+                "list_jobs": budget("list_jobs", settings.read_per_minute),
+                "get_job_log": budget("get_job_log", settings.log_per_minute),
             }
         ),
-        audit=AuditLog(
-            audit_sink or JsonlFileSink(settings.audit_log), token_fingerprint=fingerprint, clock=clock
-        ),
+        audit=AuditLog(audit_sink or JsonlFileSink(settings.audit_log), clock=clock),
         infrabox_url=settings.infrabox_url,
-        token_fingerprint=fingerprint,
         clock=clock,
         new_request_id=new_request_id,
+        inflight=inflight or InFlight(),
     )
+
+    sessions = 0
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
+        # Entered once per stdio/in-memory connection and once per SSE session: the shared connection pool
+        # closes only when the last one ends.
+        nonlocal sessions
+        sessions += 1
         try:
             yield
         finally:
-            await client.aclose()
+            sessions -= 1
+            if sessions == 0:
+                await client.aclose()
 
+    http_auth = {}
+    if settings.token is None:
+        http_auth = {
+            "token_verifier": InfraBoxTokenVerifier(),
+            # InfraBox issues the tokens; there is no OAuth flow and no audience to check.
+            "auth": AuthSettings(
+                issuer_url=AnyHttpUrl(settings.infrabox_url),
+                resource_server_url=None,
+                validate_token_resource=False,
+            ),
+        }
     server = MCPServer(
         "mcp-ci-tools",
         title="InfraBox CI tools",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
+        **http_auth,
     )
     register_all(server, deps)
     return server

@@ -8,7 +8,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).parent.parent / "mcp_ci_tools"
 
 PARTS = {
-    "Entry": ["mcp_ci_tools/server.py", "mcp_ci_tools/__main__.py", "mcp_ci_tools/demo.py"],
+    "Entry": [
+        "mcp_ci_tools/server.py",
+        "mcp_ci_tools/__main__.py",
+        "mcp_ci_tools/http_app.py",
+        "mcp_ci_tools/demo.py",
+    ],
     "Tools": ["mcp_ci_tools/tools/"],
     "Policy": ["mcp_ci_tools/policy.py"],
     "Client": ["mcp_ci_tools/client.py"],

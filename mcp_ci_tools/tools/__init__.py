@@ -5,9 +5,9 @@ from __future__ import annotations
 from mcp.server import MCPServer
 
 from mcp_ci_tools.tools import build_reads, builds, diagnose, identity, job_reads, jobs, projects
-from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._deps import Caller, Deps, InFlight
 
-__all__ = ["Deps", "register_all"]
+__all__ = ["Caller", "Deps", "InFlight", "register_all"]
 
 
 def register_all(server: MCPServer, deps: Deps) -> None:

@@ -15,7 +15,7 @@ import anyio
 from mcp.types import ToolAnnotations
 
 from mcp_ci_tools.audit import AuditRecord, Outcome
-from mcp_ci_tools.client import InfraBoxError
+from mcp_ci_tools.client import InfraBoxClient, InfraBoxError
 from mcp_ci_tools.policy import PolicyDenied, parse_id
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
@@ -53,15 +53,78 @@ async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
 
 @dataclass(frozen=True)
 class ReadCall:
-    """What a read's fetch step gets: parsed ids, the request id to send, and the deps for more requests."""
+    """What a read's fetch step gets: parsed ids, the request id to send and the caller's own client."""
 
     ids: dict[str, uuid.UUID]
     request_id: str
-    deps: Deps
+    client: InfraBoxClient
+    fingerprint: str
 
     @property
     def project(self) -> uuid.UUID:
         return self.ids["project_id"]
+
+
+async def _run_read(
+    deps: Deps,
+    *,
+    tool: str,
+    kind: str,
+    ids: Mapping[str, str],
+    needs: Mapping[str, int],
+    fetch: Callable[[ReadCall], Awaitable[ResultT]],
+    validate: Callable[[], None] | None = None,
+    detail: Callable[[ResultT], dict[str, Any]] | None = None,
+) -> ResultT:
+    caller = deps.caller()
+    request_id = deps.new_request_id()
+    started = deps.clock()
+    project_id = ids.get("project_id", "")
+    target_key = next((key for key in ids if key != "project_id"), None)
+    target = Target(
+        action="read",
+        kind=kind,
+        project_id=project_id,
+        target_id=ids[target_key] if target_key else None,
+        write=False,
+        infrabox_url=deps.infrabox_url,
+        token_fingerprint=caller.fingerprint,
+    )
+
+    def audit(decision: str, outcome: Outcome, **fields: Any) -> None:
+        audited_ids = {
+            key: audit_id(value) for key, value in ids.items() if key in ("project_id", "build_id", "job_id")
+        }
+        record = AuditRecord(
+            event="result",
+            tool=tool,
+            token=caller.fingerprint,
+            request_id=request_id,
+            decision=decision,  # type: ignore[arg-type]
+            outcome=outcome,
+            duration_ms=round((deps.clock() - started) * 1000, 3),
+            **audited_ids,
+            **fields,
+        )
+        write_or_log(deps, record, durable=False)
+
+    try:
+        parsed = {key: parse_id(key, value) for key, value in ids.items()}
+        if validate is not None:
+            validate()
+        await deps.read_budgets.reserve(caller.fingerprint, needs)
+    except PolicyDenied as denied:
+        audit("denied", "denied", reason=denied.reason)
+        raise to_tool_error(denied, target) from None
+    try:
+        result = await fetch(
+            ReadCall(ids=parsed, request_id=request_id, client=caller.client, fingerprint=caller.fingerprint)
+        )
+    except InfraBoxError as error:
+        audit("allowed", "error", reason=audit_reason(error), http_status=error.status)
+        raise to_tool_error(error, target) from None
+    audit("allowed", "success", http_status=200, detail=detail(result) if detail else {})
+    return result
 
 
 async def run_read(
@@ -76,48 +139,7 @@ async def run_read(
     detail: Callable[[ResultT], dict[str, Any]] | None = None,
 ) -> ResultT:
     """Run one read tool call, or raise `ToolError`. `validate` checks other arguments before any budget."""
-    request_id = deps.new_request_id()
-    started = deps.clock()
-    project_id = ids.get("project_id", "")
-    target_key = next((key for key in ids if key != "project_id"), None)
-    target = Target(
-        action="read",
-        kind=kind,
-        project_id=project_id,
-        target_id=ids[target_key] if target_key else None,
-        write=False,
-        infrabox_url=deps.infrabox_url,
-        token_fingerprint=deps.token_fingerprint,
-    )
-
-    def audit(decision: str, outcome: Outcome, **fields: Any) -> None:
-        audited_ids = {
-            key: audit_id(value) for key, value in ids.items() if key in ("project_id", "build_id", "job_id")
-        }
-        record = AuditRecord(
-            event="result",
-            tool=tool,
-            request_id=request_id,
-            decision=decision,  # type: ignore[arg-type]
-            outcome=outcome,
-            duration_ms=round((deps.clock() - started) * 1000, 3),
-            **audited_ids,
-            **fields,
+    with deps.inflight:
+        return await _run_read(
+            deps, tool=tool, kind=kind, ids=ids, needs=needs, fetch=fetch, validate=validate, detail=detail
         )
-        write_or_log(deps, record, durable=False)
-
-    try:
-        parsed = {key: parse_id(key, value) for key, value in ids.items()}
-        if validate is not None:
-            validate()
-        await deps.read_budgets.reserve(deps.token_fingerprint, needs)
-    except PolicyDenied as denied:
-        audit("denied", "denied", reason=denied.reason)
-        raise to_tool_error(denied, target) from None
-    try:
-        result = await fetch(ReadCall(ids=parsed, request_id=request_id, deps=deps))
-    except InfraBoxError as error:
-        audit("allowed", "error", reason=audit_reason(error), http_status=error.status)
-        raise to_tool_error(error, target) from None
-    audit("allowed", "success", http_status=200, detail=detail(result) if detail else {})
-    return result

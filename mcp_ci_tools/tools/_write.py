@@ -9,7 +9,6 @@ the `result` record is written whatever happens, cancellation and crashes includ
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -51,7 +50,7 @@ def write_or_log(deps: Deps, record: AuditRecord, *, durable: bool) -> None:
         log.error("audit record not written (%s); record follows: %s", error, deps.audit.render(record))
 
 
-async def run_trigger(
+async def _run_trigger(
     deps: Deps,
     *,
     tool: str,
@@ -59,9 +58,9 @@ async def run_trigger(
     kind: Literal["build", "job"],
     project_id: str,
     target_id: str,
-    send: Callable[[uuid.UUID, uuid.UUID, str], Awaitable[AnswerT]],
+    send: Callable[..., Awaitable[AnswerT]],
 ) -> TriggerDone[AnswerT]:
-    """Run one trigger call through the pipeline, or raise `ToolError`."""
+    caller = deps.caller()
     request_id = deps.new_request_id()
     started = deps.clock()
     target = Target(
@@ -70,7 +69,7 @@ async def run_trigger(
         project_id=project_id,
         target_id=target_id,
         infrabox_url=deps.infrabox_url,
-        token_fingerprint=deps.token_fingerprint,
+        token_fingerprint=caller.fingerprint,
     )
 
     def record(
@@ -85,6 +84,7 @@ async def run_trigger(
         return AuditRecord(
             event=event,
             tool=tool,
+            token=caller.fingerprint,
             request_id=request_id,
             decision=decision,
             outcome=outcome,
@@ -100,8 +100,8 @@ async def run_trigger(
     try:
         project_uuid = parse_id("project_id", project_id)
         target_uuid = parse_id(f"{kind}_id", target_id)
-        deps.permission.check()
-        budget = await deps.trigger_budget.take(deps.token_fingerprint)
+        await deps.permission.check(caller.fingerprint)
+        budget = await deps.trigger_budget.take(caller.fingerprint)
     except PolicyDenied as denied:
         write_or_log(
             deps, record("result", decision="denied", outcome="denied", reason=denied.reason), durable=True
@@ -115,10 +115,10 @@ async def run_trigger(
         raise to_tool_error(error, target) from None
 
     try:
-        answer = await send(project_uuid, target_uuid, request_id)
+        answer = await send(caller.client, project_uuid, target_uuid, request_id=request_id)
     except InfraBoxError as error:
         if isinstance(error, Forbidden) and error.kind == "no_trigger_permission":
-            deps.permission.learn_refusal()
+            await deps.permission.learn_refusal(caller.fingerprint)
         write_or_log(
             deps,
             record(
@@ -152,3 +152,24 @@ async def run_trigger(
         durable=True,
     )
     return TriggerDone(answer, budget, request_id)
+
+
+async def run_trigger(
+    deps: Deps,
+    *,
+    tool: str,
+    action: str,
+    kind: Literal["build", "job"],
+    project_id: str,
+    target_id: str,
+    send: Callable[..., Awaitable[AnswerT]],
+) -> TriggerDone[AnswerT]:
+    """Run one trigger call through the pipeline, or raise `ToolError`.
+
+    `send` is the `InfraBoxClient` method to call, e.g. `InfraBoxClient.restart_build`; it is called on the
+    caller's own client as `send(client, project_uuid, target_uuid, request_id=...)`.
+    """
+    with deps.inflight:
+        return await _run_trigger(
+            deps, tool=tool, action=action, kind=kind, project_id=project_id, target_id=target_id, send=send
+        )

@@ -76,7 +76,7 @@ def register(server: MCPServer, deps: Deps) -> None:
         filters = {key: value for key, value in (("branch", branch), ("status", status)) if value}
 
         async def fetch(call: ReadCall) -> ListBuildsResult:
-            page = await deps.client.list_builds(
+            page = await call.client.list_builds(
                 call.project, request_id=call.request_id, branch=branch, status=status, limit=applied
             )
             # Upstream #621 ignores the query parameters: filter here as well.
@@ -124,8 +124,8 @@ def register(server: MCPServer, deps: Deps) -> None:
     async def get_build(project_id: ProjectId, build_id: BuildId) -> GetBuildResult:
         async def fetch(call: ReadCall) -> GetBuildResult:
             build, jobs = await gather(
-                lambda: deps.client.get_build(call.project, call.ids["build_id"], request_id=call.request_id),
-                lambda: deps.client.list_jobs(call.project, call.ids["build_id"], request_id=call.request_id),
+                lambda: call.client.get_build(call.project, call.ids["build_id"], request_id=call.request_id),
+                lambda: call.client.list_jobs(call.project, call.ids["build_id"], request_id=call.request_id),
             )
             ordered = problem_first(jobs.items)
             views = fit(job_views(ordered, deps.clock(), build_jobs=jobs.items), MAX_OUTPUT_BYTES - 6_000)

@@ -6,6 +6,7 @@ from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcp_ci_tools.client import InfraBoxClient
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BudgetOut, BuildId, ProjectId
 from mcp_ci_tools.tools._write import run_trigger
@@ -62,7 +63,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="build",
             project_id=project_id,
             target_id=build_id,
-            send=lambda pid, bid, rid: deps.client.restart_build(pid, bid, request_id=rid),
+            send=InfraBoxClient.restart_build,
         )
         answer = done.answer
         if answer.new_build_id:
@@ -114,7 +115,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="build",
             project_id=project_id,
             target_id=build_id,
-            send=lambda pid, bid, rid: deps.client.abort_build(pid, bid, request_id=rid),
+            send=InfraBoxClient.abort_build,
         )
         return AbortBuildResult(
             project_id=project_id,

@@ -109,14 +109,14 @@ def register(server: MCPServer, deps: Deps) -> None:
     async def diagnose_build(project_id: ProjectId, build_id: BuildId) -> DiagnoseResult:
         async def fetch(call: ReadCall) -> DiagnoseResult:
             build, page = await gather(
-                lambda: deps.client.get_build(call.project, call.ids["build_id"], request_id=call.request_id),
-                lambda: deps.client.list_jobs(call.project, call.ids["build_id"], request_id=call.request_id),
+                lambda: call.client.get_build(call.project, call.ids["build_id"], request_id=call.request_id),
+                lambda: call.client.list_jobs(call.project, call.ids["build_id"], request_id=call.request_id),
             )
             jobs: list[Job] = page.items
             ordered = problem_first(jobs)
             problems = [j for j in ordered if j.state in PROBLEM_STATES]
             left_out: list[str] = []
-            key = deps.token_fingerprint
+            key = call.fingerprint
             wanted_logs = min(len(problems), MAX_LOG_FETCHES)
             wanted_tests = min(len(problems), MAX_TESTRUN_FETCHES)
             log_slots = await deps.read_budgets.take_up_to(key, "get_job_log", wanted_logs)
@@ -145,7 +145,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             async def fetch_log(job: Job) -> None:
                 async with limiter:
                     try:
-                        log = await deps.client.get_job_log(
+                        log = await call.client.get_job_log(
                             call.project, uuid.UUID(job.id), request_id=call.request_id
                         )
                     except (InfraBoxError, ValueError) as error:
@@ -164,7 +164,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             async def fetch_tests(job: Job) -> None:
                 async with limiter:
                     try:
-                        runs = await deps.client.list_testruns(
+                        runs = await call.client.list_testruns(
                             call.project, uuid.UUID(job.id), request_id=call.request_id
                         )
                     except (InfraBoxError, ValueError):

@@ -59,16 +59,17 @@ def register(server: MCPServer, deps: Deps) -> None:
         ),
     )
     async def whoami() -> WhoamiResult:
+        caller = deps.caller()
         permission = deps.permission
-        budget = await deps.trigger_budget.peek(deps.token_fingerprint)
+        budget = await deps.trigger_budget.peek(caller.fingerprint)
+        refused = await permission.refused_at(caller.fingerprint)
+        allowed = permission.declared and refused is None
         refused_at = (
             None
-            if permission.refused_at is None
-            else datetime.fromtimestamp(permission.refused_at, UTC)
-            .isoformat(timespec="seconds")
-            .replace("+00:00", "Z")
+            if refused is None
+            else datetime.fromtimestamp(refused, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
-        if not permission.allowed:
+        if not allowed:
             hint = "Trigger tools are refused for this token; read tools work."
         elif budget.remaining == 0:
             hint = f"Trigger budget used up; the next slot frees in {budget.seconds_until_next_slot} s."
@@ -79,6 +80,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             AuditRecord(
                 event="result",
                 tool="whoami",
+                token=caller.fingerprint,
                 request_id=deps.new_request_id(),
                 decision="allowed",
                 outcome="success",
@@ -88,14 +90,14 @@ def register(server: MCPServer, deps: Deps) -> None:
         return WhoamiResult(
             server_version=__version__,
             infrabox_url=deps.infrabox_url,
-            token_fingerprint=deps.token_fingerprint,
+            token_fingerprint=caller.fingerprint,
             trigger_permission=TriggerPermissionOut(
-                declared=permission.declared, refused_by_infrabox_at=refused_at, allowed=permission.allowed
+                declared=permission.declared, refused_by_infrabox_at=refused_at, allowed=allowed
             ),
             trigger_budget=BudgetOut.of(budget),
             read_budgets={
                 bucket: BudgetOut.of(state)
-                for bucket, state in (await deps.read_budgets.states(deps.token_fingerprint)).items()
+                for bucket, state in (await deps.read_budgets.states(caller.fingerprint)).items()
             },
             hint=hint,
         )

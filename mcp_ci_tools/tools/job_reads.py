@@ -170,7 +170,7 @@ def register(server: MCPServer, deps: Deps) -> None:
     )
     async def get_job(project_id: ProjectId, job_id: JobId) -> GetJobResult:
         async def fetch(call: ReadCall) -> GetJobResult:
-            job = await deps.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id)
+            job = await call.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id)
             [view] = job_views([job], deps.clock())
             return GetJobResult(
                 project_id=project_id,
@@ -228,8 +228,8 @@ def register(server: MCPServer, deps: Deps) -> None:
 
         async def fetch(call: ReadCall) -> JobLogResult:
             log, job = await gather(
-                lambda: deps.client.get_job_log(call.project, call.ids["job_id"], request_id=call.request_id),
-                lambda: deps.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id),
+                lambda: call.client.get_job_log(call.project, call.ids["job_id"], request_id=call.request_id),
+                lambda: call.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id),
             )
 
             def work() -> BoundedLog:
@@ -297,7 +297,7 @@ def register(server: MCPServer, deps: Deps) -> None:
         applied = min(max(limit, 1), MAX_TESTS)
 
         async def fetch(call: ReadCall) -> TestResults:
-            page = await deps.client.list_testruns(
+            page = await call.client.list_testruns(
                 call.project, call.ids["job_id"], request_id=call.request_id
             )
             views, failed_total = test_views(page.items, only_failed=only_failed, limit=applied)

@@ -6,6 +6,7 @@ from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcp_ci_tools.client import InfraBoxClient
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BudgetOut, JobId, ProjectId
 from mcp_ci_tools.tools._write import run_trigger
@@ -85,7 +86,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="job",
             project_id=project_id,
             target_id=job_id,
-            send=lambda pid, jid, rid: deps.client.restart_job(pid, jid, request_id=rid),
+            send=InfraBoxClient.restart_job,
         )
         answer = done.answer
         return RestartJobResult(
@@ -124,7 +125,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="job",
             project_id=project_id,
             target_id=job_id,
-            send=lambda pid, jid, rid: deps.client.rerun_job(pid, jid, request_id=rid),
+            send=InfraBoxClient.rerun_job,
         )
         new_id = done.answer.new_job_id
         follow = f"get_job(project_id, '{new_id}')" if new_id else "get_build on the same build"
@@ -165,7 +166,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="job",
             project_id=project_id,
             target_id=job_id,
-            send=lambda pid, jid, rid: deps.client.abort_job(pid, jid, request_id=rid),
+            send=InfraBoxClient.abort_job,
         )
         return AbortJobResult(
             project_id=project_id,

@@ -39,7 +39,7 @@ def register(server: MCPServer, deps: Deps) -> None:
     )
     async def list_projects() -> ListProjectsResult:
         async def fetch(call: ReadCall) -> ListProjectsResult:
-            page = await deps.client.list_projects(request_id=call.request_id)
+            page = await call.client.list_projects(request_id=call.request_id)
             views = [
                 ProjectView(id=p.id, name=clip(p.name, 200), type=clip(p.type, 40), public=p.public)
                 for p in page.items

@@ -114,6 +114,7 @@ def test_stdout_carries_only_json_rpc_messages(tmp_path: Path) -> None:
         ("INFRABOX_MCP_TOKEN", {}, "INFRABOX_MCP_TOKEN"),
         (None, {"MCP_CI_ALLOW_TRIGGER": "perhaps"}, "MCP_CI_ALLOW_TRIGGER"),
         (None, {"MCP_CI_TIMEOUT": "soon"}, "MCP_CI_TIMEOUT"),
+        (None, {"MCP_CI_TRANSPORT": "streamable-http"}, "INFRABOX_MCP_TOKEN"),
     ],
 )
 def test_bad_configuration_exits_2_with_one_line_naming_the_variable(tmp_path, drop, extra, variable) -> None:

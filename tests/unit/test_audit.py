@@ -16,6 +16,7 @@ def record(**overrides: object) -> AuditRecord:
     values: dict[str, object] = {
         "event": "result",
         "tool": "abort_job",
+        "token": "sha256:0123456789ab",
         "request_id": "r-1",
         "decision": "allowed",
     }
@@ -25,7 +26,7 @@ def record(**overrides: object) -> AuditRecord:
 
 def test_a_record_is_one_json_line_with_timestamp_and_fingerprint() -> None:
     sink = ListSink()
-    log = AuditLog(sink, token_fingerprint="sha256:0123456789ab", clock=FakeClock(1_800_000_000.25))
+    log = AuditLog(sink, clock=FakeClock(1_800_000_000.25))
 
     log.write(
         record(outcome="success", http_status=200, job_id="j", detail={"new_job_id": "n"}), durable=True
@@ -49,7 +50,7 @@ def test_a_record_is_one_json_line_with_timestamp_and_fingerprint() -> None:
 
 
 def test_an_unwritable_sink_raises_audit_unavailable() -> None:
-    log = AuditLog(BrokenSink(), token_fingerprint="sha256:x")
+    log = AuditLog(BrokenSink())
 
     with pytest.raises(AuditUnavailable, match="No space left on device"):
         log.write(record(), durable=True)
@@ -60,7 +61,7 @@ def test_the_file_sink_appends_creates_private_files_and_keeps_old_lines(tmp_pat
     path.parent.mkdir(parents=True)
     path.write_text('{"old":true}\n')
     os.chmod(path, 0o600)
-    log = AuditLog(JsonlFileSink(path), token_fingerprint="sha256:x")
+    log = AuditLog(JsonlFileSink(path))
 
     log.write(record(request_id="a"), durable=True)
     log.write(record(request_id="b"), durable=False)
@@ -82,7 +83,7 @@ def test_the_file_sink_creates_missing_directories_privately(tmp_path: Path) -> 
 def test_a_file_sink_in_an_unwritable_place_fails_loudly(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    log = AuditLog(JsonlFileSink(blocker / "audit.jsonl"), token_fingerprint="sha256:x")
+    log = AuditLog(JsonlFileSink(blocker / "audit.jsonl"))
 
     with pytest.raises(AuditUnavailable):
         log.write(record(), durable=True)

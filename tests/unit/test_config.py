@@ -114,3 +114,65 @@ def test_fingerprint_is_the_sha256_prefix_of_the_whole_token() -> None:
 def test_an_unknown_flag_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unrecognized arguments"):
         load_settings(["--frobnicate"], BASE_ENV)
+
+
+def test_http_transports_need_no_token_and_refuse_one() -> None:
+    env = {"INFRABOX_URL": "https://infrabox.example.com", "HOME": "/h"}
+
+    settings = load_settings(["--transport", "streamable-http", "--port", "9000"], env)
+
+    assert (settings.transport, settings.port, settings.host, settings.token) == (
+        "streamable-http",
+        9000,
+        "127.0.0.1",
+        None,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(["--transport", "sse"], {**env, "INFRABOX_MCP_TOKEN": TOKEN})
+    assert caught.value.variable == "INFRABOX_MCP_TOKEN"
+    assert "HTTP callers send their own token" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+
+
+def test_allowed_hosts_and_origins_are_repeatable_and_comma_separated() -> None:
+    env = {"INFRABOX_URL": "https://ib", "MCP_CI_ALLOWED_ORIGINS": "https://a.example, https://b.example"}
+
+    settings = load_settings(
+        [
+            "--transport",
+            "http",
+            "--allowed-host",
+            "ci.internal,ci.internal:*",
+            "--allowed-host",
+            "proxy:8443",
+        ],
+        env,
+    )
+
+    assert settings.allowed_hosts == ("ci.internal", "ci.internal:*", "proxy:8443")
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert (
+        settings.max_body_bytes,
+        settings.max_sessions,
+        settings.session_idle_timeout,
+        settings.shutdown_grace,
+    ) == (
+        4 * 1024 * 1024,
+        1000,
+        600.0,
+        10.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "variable"),
+    [
+        (["--transport", "websocket"], "MCP_CI_TRANSPORT"),
+        (["--transport", "http", "--port", "70000"], "MCP_CI_PORT"),
+    ],
+)
+def test_bad_transport_settings_name_their_variable(flags: list[str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(flags, {"INFRABOX_URL": "https://ib"})
+
+    assert caught.value.variable == variable

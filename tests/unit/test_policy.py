@@ -44,23 +44,24 @@ def test_a_rejected_value_that_holds_a_token_is_masked() -> None:
     assert "a" * 20 not in caught.value.shown_value
 
 
-def test_permission_declared_false_refuses() -> None:
+async def test_permission_declared_false_refuses() -> None:
     with pytest.raises(TriggerNotAllowed) as caught:
-        TriggerPermission(False).check()
+        await TriggerPermission(False).check("sha256:a")
     assert caught.value.learned is False
 
 
-def test_permission_learned_from_infrabox_refuses_from_then_on(clock: FakeClock) -> None:
+async def test_permission_learned_from_infrabox_refuses_that_token_only(clock: FakeClock) -> None:
     permission = TriggerPermission(True, clock=clock)
-    permission.check()
+    await permission.check("sha256:a")
 
-    permission.learn_refusal()
+    await permission.learn_refusal("sha256:a")
 
     with pytest.raises(TriggerNotAllowed) as caught:
-        permission.check()
+        await permission.check("sha256:a")
     assert caught.value.learned is True
-    assert permission.refused_at == clock.now
-    assert permission.allowed is False
+    assert await permission.refused_at("sha256:a") == clock.now
+    await permission.check("sha256:b")
+    assert await permission.refused_at("sha256:b") is None
 
 
 async def test_budget_admits_at_most_n_in_any_sixty_seconds(clock: FakeClock) -> None:

@@ -1,0 +1,180 @@
+"""The HTTP transports: Streamable HTTP at /mcp, SSE at /sse, both at once, /healthz, graceful shutdown.
+
+Every MCP request must carry the caller's own InfraBox token (`Authorization: Bearer ib_mcp_...`); the SDK's
+auth middleware answers 401 otherwise, before any MCP handling, and binds each session to the token that
+opened it. Host and Origin are always checked against an explicit allow-list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_ci_tools.config import Settings
+from mcp_ci_tools.tools import InFlight
+
+__all__ = ["Gate", "build_http_app", "security_settings", "serve_http"]
+
+log = logging.getLogger("mcp_ci_tools.http")
+
+LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
+LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+MCP_PATH, SSE_PATH, MESSAGE_PATH = "/mcp", "/sse", "/messages/"
+
+
+def security_settings(settings: Settings) -> TransportSecuritySettings:
+    """Always explicit: the SDK protects Host/Origin by itself only when bound to a loopback host."""
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*LOOPBACK_HOSTS, *settings.allowed_hosts],
+        allowed_origins=[*LOOPBACK_ORIGINS, *settings.allowed_origins],
+    )
+
+
+class Gate:
+    """ASGI middleware: counts requests in flight, caps open SSE streams, and refuses new work while draining."""
+
+    def __init__(self, app: ASGIApp, *, max_streams: int) -> None:
+        self.app = app
+        self.max_streams = max_streams
+        self.draining = False
+        self.requests = 0
+        self.streams = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        if self.draining:
+            await PlainTextResponse(
+                "shutting down", 503, headers={"Connection": "close", "Retry-After": "1"}
+            )(scope, receive, send)
+            return
+        stream = scope["method"] == "GET" and scope["path"] in (SSE_PATH, MCP_PATH)
+        if stream and scope["path"] == SSE_PATH and self.streams >= self.max_streams:
+            await PlainTextResponse("too many sessions", 503)(scope, receive, send)
+            return
+        if stream:
+            self.streams += 1
+        else:
+            self.requests += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if stream:
+                self.streams -= 1
+            else:
+                self.requests -= 1
+
+
+def build_http_app(
+    server: MCPServer, settings: Settings, *, readiness: Callable[[], Awaitable[bool]] | None = None
+) -> Starlette:
+    """The Starlette app for `settings.transport` (streamable-http, sse or http = both)."""
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        ready = readiness is None or await readiness()
+        return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
+
+    server.custom_route("/healthz", methods=["GET"])(healthz)
+    server.custom_route("/readyz", methods=["GET"])(readyz)
+    security = security_settings(settings)
+    sse_options: dict[str, Any] = {
+        "sse_path": SSE_PATH,
+        "message_path": MESSAGE_PATH,
+        "max_request_body_size": settings.max_body_bytes,
+        "transport_security": security,
+        "host": settings.host,
+    }
+    if settings.transport == "sse":
+        return server.sse_app(**sse_options)
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        json_response=False,  # answers stream as SSE events, so progress notifications get through
+        stateless_http=False,
+        max_request_body_size=settings.max_body_bytes,
+        session_idle_timeout=settings.session_idle_timeout,
+        max_sessions=settings.max_sessions,
+        transport_security=security,
+        host=settings.host,
+    )
+    if settings.transport == "http":
+        # Same auth middleware wraps the whole app, so the SSE routes are protected like /mcp.
+        sse = server.sse_app(**sse_options)
+        app.router.routes.extend(
+            route for route in sse.routes if route.path in (SSE_PATH, MESSAGE_PATH.rstrip("/"))
+        )
+    return app
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn, but SIGTERM first drains: stop accepting, let in-flight calls finish, then shut down.
+
+    uvicorn's own shutdown closes every event stream at once (sse-starlette reacts to it), which would cut
+    off calls in flight, so the waiting happens before it starts. A second signal stops at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, gate: Gate, inflight: InFlight, grace: float) -> None:
+        super().__init__(config)
+        self._gate = gate
+        self._inflight = inflight
+        self._grace = grace
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+
+    async def serve(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._loop is None:
+            self.should_exit = True
+            self.force_exit = self._draining and sig == signal.SIGINT
+            return
+        self._draining = True
+        self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._drain()))
+
+    async def _drain(self) -> None:
+        log.info("signal received: no new requests; waiting up to %.0f s for calls in flight", self._grace)
+        for listener in getattr(self, "servers", []):
+            listener.close()
+        self._gate.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace
+        while (self._inflight.count or self._gate.requests) and loop.time() < deadline:  # noqa: ASYNC110 - two counters, no event to wait on
+            await asyncio.sleep(0.05)
+        if self._inflight.count:
+            log.warning("shutdown grace over with %d call(s) still in flight", self._inflight.count)
+        await asyncio.sleep(0.2)  # let the last results reach their event streams
+        self.should_exit = True
+
+
+def serve_http(app: Starlette, settings: Settings, *, inflight: InFlight) -> None:
+    """Serve `app` with uvicorn until SIGTERM/SIGINT, draining first (blocking)."""
+    gate = Gate(app, max_streams=settings.max_sessions)
+    config = uvicorn.Config(
+        gate,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws="none",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    _DrainingServer(config, gate=gate, inflight=inflight, grace=settings.shutdown_grace).run()
