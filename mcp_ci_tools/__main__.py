@@ -52,11 +52,17 @@ def _embedded_sandbox(environ: dict[str, str]) -> dict[str, str]:
 def _serve_http(settings: Settings) -> int:
     from mcp_ci_tools.http_app import build_http_app, serve_http
     from mcp_ci_tools.server import build_server
+    from mcp_ci_tools.state import masked_url, open_state
     from mcp_ci_tools.tools import InFlight
 
     inflight = InFlight()
-    server = build_server(settings, inflight=inflight)
-    app = build_http_app(server, settings)
+    state = open_state(settings.state_url, prefix=settings.state_prefix, timeout=settings.state_timeout)
+    server = build_server(settings, inflight=inflight, state=state)
+    app = build_http_app(server, settings, readiness=state.ready)
+    if settings.state_url:
+        log.info(
+            "budgets, learned permissions and guards are shared through %s", masked_url(settings.state_url)
+        )
     paths = {"streamable-http": "/mcp", "sse": "/sse", "http": "/mcp and /sse"}[settings.transport]
     log.info(
         "serving MCP over %s at http://%s:%d (%s) for %s; callers authenticate with their own token "

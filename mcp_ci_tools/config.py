@@ -66,6 +66,10 @@ class Settings(BaseModel):
     max_sessions: int = Field(default=1000, ge=1)
     session_idle_timeout: float = Field(default=600.0, gt=0)
     shutdown_grace: float = Field(default=10.0, ge=0)
+    state_url: str | None = None
+    state_prefix: str = Field(default="mcp-ci-tools:", min_length=1, max_length=100)
+    state_timeout: float = Field(default=0.25, gt=0, le=30)
+    permission_ttl: float = Field(default=3600.0, gt=0)
 
     @field_validator("infrabox_url")
     @classmethod
@@ -83,6 +87,23 @@ class Settings(BaseModel):
         if value is not None and not TOKEN_RE.fullmatch(value.get_secret_value()):
             raise ValueError("must be an InfraBox MCP token: ib_mcp_ followed by 48 lowercase hex digits")
         return value
+
+    @field_validator("state_url")
+    @classmethod
+    def _check_state_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        schemes = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
+        if parts.scheme not in schemes:
+            raise ValueError(f"must be a Redis URL ({', '.join(s + '://' for s in schemes)})")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if parts.scheme != "redis+unix" and not parts.hostname:
+            raise ValueError("must name a host, e.g. redis://redis:6379/0")
+        return value.strip()
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod
@@ -179,6 +200,21 @@ _OPTIONS = (
         "seconds before an idle HTTP session is closed (default 600)",
     ),
     _Option(
+        "state_url", "MCP_CI_STATE_URL", "--state-url", "Redis URL shared by replicas (default: in memory)"
+    ),
+    _Option(
+        "state_prefix", "MCP_CI_STATE_PREFIX", "--state-prefix", "Redis key prefix (default mcp-ci-tools:)"
+    ),
+    _Option(
+        "state_timeout", "MCP_CI_STATE_TIMEOUT", "--state-timeout", "seconds per Redis call (default 0.25)"
+    ),
+    _Option(
+        "permission_ttl",
+        "MCP_CI_PERMISSION_TTL",
+        "--permission-ttl",
+        "seconds a learned 'no trigger permission' is kept before InfraBox is asked again (default 3600)",
+    ),
+    _Option(
         "shutdown_grace",
         "MCP_CI_SHUTDOWN_GRACE",
         "--shutdown-grace",
@@ -263,5 +299,11 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         first = error.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "configuration"
         message = first["msg"].removeprefix("Value error, ")
-        shown = "" if field == "token" else f" (got {str(values.get(field))[:80]!r})"
+        shown_value = str(values.get(field))
+        if field == "state_url":
+            parts = urlsplit(shown_value)
+            shown_value = (
+                shown_value.replace(f":{parts.password}@", ":***@") if parts.password else shown_value
+            )
+        shown = "" if field == "token" else f" (got {shown_value[:80]!r})"
         raise ConfigError(_VARIABLE_OF.get(field, field), f"{message}{shown}") from None

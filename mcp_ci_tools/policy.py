@@ -9,16 +9,22 @@ Every refusal is a `PolicyDenied` whose `reason` is the audit code.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
+import anyio
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+
+from mcp_ci_tools.state import MemoryState, State, StateUnavailable
 
 __all__ = [
     "Budget",
@@ -29,6 +35,7 @@ __all__ = [
     "InvalidId",
     "PolicyDenied",
     "ReadBudgets",
+    "StateStoreUnavailable",
     "TriggerNotAllowed",
     "TriggerPermission",
     "describe_value",
@@ -37,6 +44,8 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+T = TypeVar("T")
+log = logging.getLogger("mcp_ci_tools.policy")
 
 WINDOW_SECONDS = 60
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -76,9 +85,10 @@ class TriggerNotAllowed(PolicyDenied):
 
     reason = "trigger_not_allowed"
 
-    def __init__(self, *, learned: bool) -> None:
+    def __init__(self, *, learned: bool, recheck_at: float | None = None) -> None:
         super().__init__("trigger permission refused" + (" by InfraBox" if learned else " by configuration"))
         self.learned = learned
+        self.recheck_at = recheck_at
 
 
 class BudgetExhausted(PolicyDenied):
@@ -120,30 +130,50 @@ def parse_id(argument: str, value: object) -> uuid.UUID:
     return uuid.UUID(value)
 
 
+class StateStoreUnavailable(PolicyDenied):
+    """The shared state store did not answer, so nothing that depends on it may be sent (fail closed)."""
+
+    reason = "state_unavailable"
+
+
 class TriggerPermission:
     """Whether trigger calls may be sent for a token: the operator's declaration, then InfraBox's word.
 
-    A 403 "no trigger permission" is remembered per token fingerprint, so every later trigger call of that
-    token is refused without a request; other tokens are not affected.
+    A 403 "no trigger permission" is remembered per token fingerprint for `ttl_s` (shared by every replica
+    when the state is in Redis), so later trigger calls of that token are refused without a request until
+    then; other tokens are not affected. After the TTL InfraBox is asked again, so a later grant takes effect.
     """
 
-    def __init__(self, declared: bool, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self, declared: bool, *, state: State | None = None, ttl_s: float = 3600, clock: Clock = time.time
+    ) -> None:
         self.declared = declared
+        self.ttl_s = ttl_s
+        self._state = state or MemoryState(clock=clock)
         self._clock = clock
-        self._refused_at: dict[str, float] = {}
 
     async def check(self, key: str) -> None:
         if not self.declared:
             raise TriggerNotAllowed(learned=False)
-        if key in self._refused_at:
-            raise TriggerNotAllowed(learned=True)
+        refused = await self.refused_at(key)
+        if refused is not None:
+            raise TriggerNotAllowed(learned=True, recheck_at=refused + self.ttl_s)
 
     async def learn_refusal(self, key: str) -> None:
-        self._refused_at.setdefault(key, self._clock())
+        try:
+            await self._state.set(
+                f"trigger-refused:{key}", repr(self._clock()), self.ttl_s, only_if_absent=True
+            )
+        except StateUnavailable:
+            log.warning("could not record the trigger refusal of %s: state store unavailable", key)
 
     async def refused_at(self, key: str) -> float | None:
-        """When InfraBox refused this token's trigger call, or None."""
-        return self._refused_at.get(key)
+        """When InfraBox refused this token's trigger call (within the TTL), or None."""
+        try:
+            value = await self._state.get(f"trigger-refused:{key}")
+        except StateUnavailable as error:
+            raise StateStoreUnavailable(str(error)) from error
+        return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -159,7 +189,8 @@ class BudgetState:
 class Budget:
     """At most `per_minute` requests in any sliding 60 s window, per key.
 
-    `take` checks and consumes in one atomic step (never test-then-hit), so the limit holds under concurrency.
+    `take` checks and consumes in one atomic step (never test-then-hit), so the limit holds under concurrency,
+    across replicas too when the storage is Redis. A storage failure raises `StateStoreUnavailable`.
     """
 
     def __init__(
@@ -169,33 +200,44 @@ class Budget:
         *,
         storage: Storage | None = None,
         clock: Clock = time.time,
+        timeout: float | None = None,
     ) -> None:
         self.name = name
         self.per_minute = per_minute
         self._item = RateLimitItemPerMinute(per_minute)
         self._limiter = MovingWindowRateLimiter(storage if storage is not None else MemoryStorage())
         self._clock = clock
+        self._timeout = timeout
+
+    async def _guarded(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            with anyio.fail_after(self._timeout):
+                return await operation()
+        except (StorageError, TimeoutError, OSError) as error:
+            raise StateStoreUnavailable(f"{self.name} budget: {type(error).__name__}") from error
 
     async def take(self, key: str, cost: int = 1) -> BudgetState:
         """Consume `cost` slots for `key` and return what is left, or raise `BudgetExhausted`."""
-        admitted = await self._limiter.hit(self._item, self.name, key, cost=cost)
+        admitted = await self._guarded(lambda: self._limiter.hit(self._item, self.name, key, cost=cost))
         state = await self.peek(key)
         if not admitted:
             raise BudgetExhausted(self.name, state)
         return state
 
     async def has_room(self, key: str, cost: int = 1) -> bool:
-        return await self._limiter.test(self._item, self.name, key, cost=cost)
+        return await self._guarded(lambda: self._limiter.test(self._item, self.name, key, cost=cost))
 
     async def take_up_to(self, key: str, wanted: int) -> int:
         """Consume as many slots as are free, up to `wanted`; return how many were taken."""
         taken = 0
-        while taken < wanted and await self._limiter.hit(self._item, self.name, key):
+        while taken < wanted and await self._guarded(lambda: self._limiter.hit(self._item, self.name, key)):
             taken += 1
         return taken
 
     async def peek(self, key: str) -> BudgetState:
-        reset_time, remaining = await self._limiter.get_window_stats(self._item, self.name, key)
+        reset_time, remaining = await self._guarded(
+            lambda: self._limiter.get_window_stats(self._item, self.name, key)
+        )
         wait = 0 if remaining > 0 else max(1, math.ceil(reset_time - self._clock()))
         return BudgetState(
             limit=self.per_minute,
@@ -206,10 +248,26 @@ class Budget:
 
 
 class ReadBudgets:
-    """One `Budget` per InfraBox read bucket; a call reserves every slot it needs before anything is sent."""
+    """One `Budget` per InfraBox read bucket; a call reserves every slot it needs before anything is sent.
 
-    def __init__(self, budgets: Mapping[str, Budget]) -> None:
+    When the shared store does not answer, reads go on against `fallback` (this process's own budgets of
+    the same size): reads change nothing, so serving them beats refusing them.
+    """
+
+    def __init__(
+        self, budgets: Mapping[str, Budget], *, fallback: Mapping[str, Budget] | None = None
+    ) -> None:
         self.buckets = dict(budgets)
+        self.fallback = dict(fallback) if fallback is not None else None
+
+    async def _with_fallback(self, operation: Callable[[Mapping[str, Budget]], Awaitable[T]]) -> T:
+        try:
+            return await operation(self.buckets)
+        except StateStoreUnavailable:
+            if self.fallback is None:
+                raise
+            log.warning("state store unavailable: read budgets fall back to this process")
+            return await operation(self.fallback)
 
     async def reserve(self, key: str, needs: Mapping[str, int]) -> None:
         """Take `needs` (bucket → requests) from every bucket, or raise `BudgetExhausted` for the first short one.
@@ -218,14 +276,21 @@ class ReadBudgets:
         concurrent call can still win the race between check and take, and then the slots already taken
         stay spent (never more requests than the budget, at worst fewer).
         """
-        for bucket, cost in needs.items():
-            if not await self.buckets[bucket].has_room(key, cost):
-                raise BudgetExhausted(bucket, await self.buckets[bucket].peek(key))
-        for bucket, cost in needs.items():
-            await self.buckets[bucket].take(key, cost)
+
+        async def reserve_in(buckets: Mapping[str, Budget]) -> None:
+            for bucket, cost in needs.items():
+                if not await buckets[bucket].has_room(key, cost):
+                    raise BudgetExhausted(bucket, await buckets[bucket].peek(key))
+            for bucket, cost in needs.items():
+                await buckets[bucket].take(key, cost)
+
+        await self._with_fallback(reserve_in)
 
     async def take_up_to(self, key: str, bucket: str, wanted: int) -> int:
-        return await self.buckets[bucket].take_up_to(key, wanted)
+        return await self._with_fallback(lambda buckets: buckets[bucket].take_up_to(key, wanted))
 
     async def states(self, key: str) -> dict[str, BudgetState]:
-        return {bucket: await budget.peek(key) for bucket, budget in self.buckets.items()}
+        async def states_in(buckets: Mapping[str, Budget]) -> dict[str, BudgetState]:
+            return {bucket: await budget.peek(key) for bucket, budget in buckets.items()}
+
+        return await self._with_fallback(states_in)

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 import anyio
 import httpx
-from limits.aio.storage import Storage
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
@@ -22,6 +21,7 @@ from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink
 from mcp_ci_tools.client import InfraBoxClient, Sleep
 from mcp_ci_tools.config import TOKEN_RE, Settings, fingerprint
 from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
+from mcp_ci_tools.state import State, open_state
 from mcp_ci_tools.tools import Caller, Deps, InFlight, register_all
 
 __all__ = ["InfraBoxTokenVerifier", "build_server"]
@@ -74,7 +74,7 @@ def build_server(
     clock: Clock = time.time,
     sleep: Sleep = anyio.sleep,
     audit_sink: AuditSink | None = None,
-    budget_storage: Storage | None = None,
+    state: State | None = None,
     new_request_id: Callable[[], str] = _new_request_id,
     inflight: InFlight | None = None,
 ) -> MCPServer:
@@ -95,20 +95,36 @@ def build_server(
     else:
         caller = _http_caller(client)
 
-    def budget(name: str, per_minute: int) -> Budget:
-        return Budget(name, per_minute, storage=budget_storage, clock=clock)
+    if state is None:
+        state = open_state(
+            settings.state_url, prefix=settings.state_prefix, timeout=settings.state_timeout, clock=clock
+        )
+    timeout = settings.state_timeout * 4 if state.shared else None
+    read_sizes = {
+        "list_projects": settings.read_per_minute,
+        "list_builds": settings.read_per_minute,
+        "list_jobs": settings.read_per_minute,
+        "get_job_log": settings.log_per_minute,
+    }
+
+    def budgets(storage: object | None, guarded: float | None) -> dict[str, Budget]:
+        return {
+            name: Budget(name, size, storage=storage, clock=clock, timeout=guarded)  # type: ignore[arg-type]
+            for name, size in read_sizes.items()
+        }
 
     deps = Deps(
         caller=caller,
-        permission=TriggerPermission(settings.allow_trigger, clock=clock),
-        trigger_budget=budget("trigger", settings.trigger_per_minute),
+        permission=TriggerPermission(
+            settings.allow_trigger, state=state, ttl_s=settings.permission_ttl, clock=clock
+        ),
+        trigger_budget=Budget(
+            "trigger", settings.trigger_per_minute, storage=state.storage, clock=clock, timeout=timeout
+        ),
         read_budgets=ReadBudgets(
-            {
-                "list_projects": budget("list_projects", settings.read_per_minute),
-                "list_builds": budget("list_builds", settings.read_per_minute),
-                "list_jobs": budget("list_jobs", settings.read_per_minute),
-                "get_job_log": budget("get_job_log", settings.log_per_minute),
-            }
+            budgets(state.storage, timeout),
+            # Triggers never fall back to a per-process budget; reads may, since they change nothing.
+            fallback=budgets(None, None) if state.shared else None,
         ),
         audit=AuditLog(audit_sink or JsonlFileSink(settings.audit_log), clock=clock),
         infrabox_url=settings.infrabox_url,
@@ -118,12 +134,16 @@ def build_server(
     )
 
     sessions = 0
+    started = False
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
         # Entered once per stdio/in-memory connection and once per SSE session: the shared connection pool
         # closes only when the last one ends.
-        nonlocal sessions
+        nonlocal sessions, started
+        if not started:
+            started = True
+            await state.start()
         sessions += 1
         try:
             yield
@@ -131,6 +151,7 @@ def build_server(
             sessions -= 1
             if sessions == 0:
                 await client.aclose()
+                await state.aclose()
 
     http_auth = {}
     if settings.token is None:

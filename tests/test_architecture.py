@@ -15,7 +15,7 @@ PARTS = {
         "mcp_ci_tools/demo.py",
     ],
     "Tools": ["mcp_ci_tools/tools/"],
-    "Policy": ["mcp_ci_tools/policy.py"],
+    "Policy": ["mcp_ci_tools/policy.py", "mcp_ci_tools/state.py"],
     "Client": ["mcp_ci_tools/client.py"],
     "Audit": ["mcp_ci_tools/audit.py"],
     "Config": ["mcp_ci_tools/config.py"],

@@ -8,6 +8,7 @@ from the model (it sees only "Error executing tool ...") while the traceback goe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -28,6 +29,7 @@ from mcp_ci_tools.policy import (
     InvalidArgument,
     InvalidId,
     PolicyDenied,
+    StateStoreUnavailable,
     TriggerNotAllowed,
     mask_tokens,
 )
@@ -52,6 +54,10 @@ class Target:
     @property
     def thing(self) -> str:
         return f"{self.kind} {self.target_id}" if self.target_id else f"project {self.project_id}"
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def audit_reason(error: Exception) -> str:
@@ -103,10 +109,21 @@ def _message(error: Exception, t: Target) -> str:
                 "restart the server."
             )
         case TriggerNotAllowed(learned=True):
+            recheck = (
+                f" InfraBox will be asked again after {_utc(error.recheck_at)}."
+                if error.recheck_at is not None
+                else ""
+            )
             return (
                 f"InfraBox answered earlier that this token ({t.token_fingerprint}) does not have trigger permission "
                 f"(allow_trigger), so the {t.action} of {t.thing} was not sent. Read tools still work. An InfraBox "
-                "admin must grant allow_trigger to this token; then restart this server."
+                f"admin must grant allow_trigger to this token.{recheck}"
+            )
+        case StateStoreUnavailable():
+            return (
+                f"The shared state store (budgets and guards, MCP_CI_STATE_URL) is not answering, so the {t.action} "
+                f"of {t.thing} was not sent: trigger calls fail closed rather than risk exceeding InfraBox's rate "
+                "limit. Read tools still work. Retry in a few seconds; if it persists, the operator must check Redis."
             )
         case BudgetExhausted() if error.budget != "trigger":
             state = error.state

@@ -36,7 +36,9 @@ def _instances(kind: type) -> list[Exception]:
     if kind is policy.InvalidArgument:
         return [kind("grep", "not a valid Python regular expression (missing ), unterminated subpattern)")]
     if kind is policy.TriggerNotAllowed:
-        return [kind(learned=False), kind(learned=True)]
+        return [kind(learned=False), kind(learned=True), kind(learned=True, recheck_at=1_800_003_600.0)]
+    if kind is policy.StateStoreUnavailable:
+        return [kind("trigger budget: TimeoutError")]
     if kind is policy.BudgetExhausted:
         return [
             kind("trigger", BudgetState(limit=5, remaining=0, window_seconds=60, seconds_until_next_slot=12))

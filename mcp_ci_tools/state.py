@@ -1,0 +1,210 @@
+"""Where policy keeps its state: budgets, learned refusals and guard records.
+
+- `MemoryState`: in this process (stdio, one replica): the default.
+- `RedisState`: in Redis, shared by every replica. Budgets use `limits`' moving window (one Lua script per
+  hit, atomic across replicas); other records are plain keys with a TTL. Keys hold token fingerprints,
+  never tokens, under one prefix. Every call is bounded by a timeout and never retried by the client (a
+  retried budget script may already have counted); a failure raises `StateUnavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+from limits.aio.storage import MemoryStorage, Storage
+from limits.errors import StorageError
+
+__all__ = ["MemoryState", "RedisState", "State", "StateUnavailable", "masked_url", "open_state"]
+
+log = logging.getLogger("mcp_ci_tools.state")
+
+REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
+
+
+class StateUnavailable(Exception):
+    """The shared state store did not answer (in time)."""
+
+
+def masked_url(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+class State:
+    """Key-value records with a TTL, plus the `limits` storage that budgets run on."""
+
+    shared = False
+    storage: Storage
+
+    async def get(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    async def set(self, key: str, value: str, ttl_s: float, *, only_if_absent: bool = False) -> bool:
+        """Store `value` for `ttl_s` seconds; with `only_if_absent`, only if no live value exists (then True)."""
+        raise NotImplementedError
+
+    async def incr(self, key: str, ttl_s: float) -> int:
+        """Add one to a counter that expires `ttl_s` after its first increment; return the new value."""
+        raise NotImplementedError
+
+    async def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    async def ready(self) -> bool:
+        return True
+
+    async def start(self) -> None:
+        """Connect and warm up, so the first real call is as fast as later ones."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+class MemoryState(State):
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.storage = MemoryStorage()
+        self._clock = clock
+        self._values: dict[str, tuple[str, float]] = {}
+
+    def _live(self, key: str) -> str | None:
+        entry = self._values.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._values[key]
+            return None
+        return entry[0]
+
+    async def get(self, key: str) -> str | None:
+        return self._live(key)
+
+    async def set(self, key: str, value: str, ttl_s: float, *, only_if_absent: bool = False) -> bool:
+        if only_if_absent and self._live(key) is not None:
+            return False
+        self._values[key] = (value, self._clock() + ttl_s)
+        return True
+
+    async def incr(self, key: str, ttl_s: float) -> int:
+        current = self._live(key)
+        expires = self._values[key][1] if current is not None else self._clock() + ttl_s
+        value = int(current or 0) + 1
+        self._values[key] = (str(value), expires)
+        return value
+
+    async def delete(self, key: str) -> None:
+        self._values.pop(key, None)
+
+
+class RedisState(State):
+    shared = True
+
+    def __init__(self, url: str, *, prefix: str, timeout: float) -> None:
+        from limits.storage import storage_from_string
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.url = url
+        self._prefix = prefix
+        self._timeout = timeout
+        options: dict[str, Any] = {
+            "implementation": "redispy",
+            "key_prefix": prefix + "budget",
+            "wrap_exceptions": True,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "retry_on_timeout": False,
+        }
+        self.storage = storage_from_string("async+" + url, **options)
+        self._redis = self.storage.bridge.get_connection()  # type: ignore[attr-defined]
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def _call(self, operation: Callable[[], Any]) -> Any:
+        try:
+            with anyio.fail_after(self._timeout * 4):
+                return await operation()
+        except (TimeoutError, OSError, StorageError, self._redis_errors()) as error:
+            raise StateUnavailable(f"{masked_url(self.url)}: {type(error).__name__}") from error
+
+    @staticmethod
+    def _redis_errors() -> type[Exception]:
+        from redis.exceptions import RedisError
+
+        return RedisError
+
+    async def get(self, key: str) -> str | None:
+        value = await self._call(lambda: self._redis.get(self._key(key)))
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def set(self, key: str, value: str, ttl_s: float, *, only_if_absent: bool = False) -> bool:
+        milliseconds = max(1, int(ttl_s * 1000))
+        done = await self._call(
+            lambda: self._redis.set(self._key(key), value, px=milliseconds, nx=only_if_absent)
+        )
+        return bool(done)
+
+    async def incr(self, key: str, ttl_s: float) -> int:
+        milliseconds = max(1, int(ttl_s * 1000))
+
+        async def increment() -> int:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.incr(self._key(key))
+            pipe.pexpire(self._key(key), milliseconds, nx=True)
+            value, _ = await pipe.execute()
+            return int(value)
+
+        return await self._call(increment)
+
+    async def delete(self, key: str) -> None:
+        await self._call(lambda: self._redis.delete(self._key(key)))
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self._call(lambda: self._redis.ping()))
+        except StateUnavailable:
+            return False
+
+    async def start(self) -> None:
+        from limits import RateLimitItemPerMinute
+        from limits.aio.strategies import MovingWindowRateLimiter
+
+        try:
+            limiter = MovingWindowRateLimiter(self.storage)
+            warmup = RateLimitItemPerMinute(1_000_000)
+            await self._call(lambda: limiter.hit(warmup, "warmup", "replica"))  # loads the scripts
+            await self._call(lambda: limiter.get_window_stats(warmup, "warmup", "replica"))
+            log.info("state store %s ready", masked_url(self.url))
+        except StateUnavailable as error:
+            log.warning(
+                "state store %s is not answering (%s); trigger tools are refused and /readyz says not ready "
+                "until it does",
+                masked_url(self.url),
+                error.__cause__.__class__.__name__ if error.__cause__ else error,
+            )
+
+    async def aclose(self) -> None:
+        try:
+            await self._redis.aclose()
+        except Exception:
+            log.debug("closing the state store connection failed", exc_info=True)
+
+
+def open_state(
+    url: str | None, *, prefix: str, timeout: float, clock: Callable[[], float] = time.time
+) -> State:
+    """The state store for `url` (None: in memory)."""
+    if not url:
+        return MemoryState(clock=clock)
+    return RedisState(url, prefix=prefix, timeout=timeout)
