@@ -21,6 +21,9 @@ __all__ = ["ConfigError", "Settings", "default_audit_path", "fingerprint", "load
 
 TOKEN_RE = re.compile(r"^ib_mcp_[0-9a-f]{48}$")
 Transport = Literal["stdio", "sse", "streamable-http", "http"]
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+TOOLSETS = ("read", "trigger")
+TRIGGER_TOOLS = ("restart_build", "abort_build", "restart_job", "rerun_job", "abort_job")
 
 
 class ConfigError(Exception):
@@ -70,6 +73,12 @@ class Settings(BaseModel):
     state_prefix: str = Field(default="mcp-ci-tools:", min_length=1, max_length=100)
     state_timeout: float = Field(default=0.25, gt=0, le=30)
     permission_ttl: float = Field(default=3600.0, gt=0)
+    toolsets: tuple[str, ...] = ("read", "trigger")
+    projects: tuple[str, ...] = ()
+    max_restarts_per_build: int = Field(default=3, ge=0)
+    restart_window: int = Field(default=3600, ge=1)
+    dedupe_seconds: float = Field(default=30.0, ge=0)
+    confirm: tuple[str, ...] = ()
 
     @field_validator("infrabox_url")
     @classmethod
@@ -105,7 +114,35 @@ class Settings(BaseModel):
             raise ValueError("must name a host, e.g. redis://redis:6379/0")
         return value.strip()
 
-    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @field_validator("toolsets")
+    @classmethod
+    def _check_toolsets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(TOOLSETS))
+        if unknown or not value:
+            raise ValueError(
+                f"unknown toolset {', '.join(unknown) or '(none given)'}; choose from {', '.join(TOOLSETS)}"
+            )
+        return value
+
+    @field_validator("projects")
+    @classmethod
+    def _check_projects(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [item for item in value if not UUID_RE.fullmatch(item)]
+        if bad:
+            raise ValueError(f"not a project UUID: {bad[0][:40]!r}")
+        return tuple(item.lower() for item in value)
+
+    @field_validator("confirm")
+    @classmethod
+    def _check_confirm(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(TRIGGER_TOOLS))
+        if unknown:
+            raise ValueError(
+                f"not a trigger tool: {', '.join(unknown)}; choose from {', '.join(TRIGGER_TOOLS)}"
+            )
+        return value
+
+    @field_validator("allowed_hosts", "allowed_origins", "toolsets", "projects", "confirm", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
@@ -213,6 +250,41 @@ _OPTIONS = (
         "MCP_CI_PERMISSION_TTL",
         "--permission-ttl",
         "seconds a learned 'no trigger permission' is kept before InfraBox is asked again (default 3600)",
+    ),
+    _Option(
+        "toolsets", "MCP_CI_TOOLSETS", "--toolsets", "toolsets to serve: read,trigger (default both)", "list"
+    ),
+    _Option(
+        "projects",
+        "MCP_CI_PROJECTS",
+        "--projects",
+        "only these project UUIDs, comma-separated (default: all the token allows)",
+        "list",
+    ),
+    _Option(
+        "max_restarts_per_build",
+        "MCP_CI_MAX_RESTARTS_PER_BUILD",
+        "--max-restarts-per-build",
+        "restart/rerun requests per build lineage in the window (default 3; 0 turns the guard off)",
+    ),
+    _Option(
+        "restart_window",
+        "MCP_CI_RESTART_WINDOW",
+        "--restart-window",
+        "seconds of the restart-loop window (default 3600)",
+    ),
+    _Option(
+        "dedupe_seconds",
+        "MCP_CI_DEDUPE_SECONDS",
+        "--dedupe-seconds",
+        "seconds an identical trigger call is not sent again (default 30; 0 turns the guard off)",
+    ),
+    _Option(
+        "confirm",
+        "MCP_CI_CONFIRM",
+        "--confirm",
+        "trigger tools that ask the user first (elicitation)",
+        "list",
     ),
     _Option(
         "shutdown_grace",

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,8 +24,6 @@ from mcp.client.stdio import stdio_client
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, start_in_thread
 
 __all__ = ["main"]
-
-_WATCH_SECONDS = 30.0
 
 
 class StepFailed(Exception):
@@ -160,7 +157,28 @@ async def _agent_session(s: _Session) -> None:
             f"budget left {r['trigger_budget']['remaining']}"
         ),
     )
-    await _watch(s, P, restarted["new_build_id"])
+    again = await s.call(
+        "restart_build",
+        {"project_id": P, "build_id": SEED.failed_build},
+        check=lambda r: (
+            _expect(r["replayed"] is True, "an identical restart a moment later was sent again")
+            or "duplicate guard: " + r["next_step"].split(";")[0]
+        ),
+    )
+    _expect(again["new_build_id"] == restarted["new_build_id"], "the repeated answer differs from the first")
+    await _wait(s, P, restarted["new_build_id"])
+    newer = await s.call(
+        "restart_build",
+        {"project_id": P, "build_id": restarted["new_build_id"]},
+        check=lambda r: (
+            f"restart of the restart: new build {r['new_build_id']} "
+            f"(restart_counter {r['restart_counter']}); budget left {r['trigger_budget']['remaining']}"
+        ),
+    )
+    looped = await s.call(
+        "restart_build", {"project_id": P, "build_id": newer["new_build_id"]}, expect_error=True
+    )
+    _expect("Restart-loop guard" in looped, "the fourth restart of build #42's lineage was not refused")
     await s.call(
         "abort_build",
         {"project_id": P, "build_id": SEED.running_build},
@@ -175,37 +193,34 @@ async def _agent_session(s: _Session) -> None:
             or f"jobs now: {r['state_counts']}"
         ),
     )
-    await s.call(
-        "abort_job",
-        {"project_id": SEED.frontend, "job_id": SEED.frontend_e2e_job},
-        check=lambda r: f"abort accepted; budget left {r['trigger_budget']['remaining']}",
-    )
     refused = await s.call(
-        "restart_build", {"project_id": P, "build_id": SEED.failed_build}, expect_error=True
+        "abort_job", {"project_id": SEED.frontend, "job_id": SEED.frontend_e2e_job}, expect_error=True
     )
     _expect(
         "Trigger budget used up" in refused, "the sixth trigger in a minute was not refused by the budget"
     )
 
 
-async def _watch(s: _Session, project_id: str, build_id: str) -> None:
-    print(f"\n> get_build(...) every second until build {build_id} ends", file=s.out)
-    deadline = time.monotonic() + _WATCH_SECONDS
-    seen = ""
-    while time.monotonic() < deadline:
-        r = await s.call("get_build", {"project_id": project_id, "build_id": build_id}, quiet=True)
-        line = f"status {r['build']['status']}: {r['state_counts']}"
-        if line != seen:
-            print(f"  {line}", file=s.out)
-            seen = line
-        if (
-            r["build"]["status"] in ("finished", "failure", "error", "unstable", "killed")
-            and r["jobs_total"] > 1
-        ):
-            _expect(r["build"]["status"] == "finished", f"the restarted build ended {r['build']['status']}")
-            return
-        await anyio.sleep(1.0)
-    raise StepFailed(f"the restarted build did not finish within {_WATCH_SECONDS:.0f} s")
+async def _wait(s: _Session, project_id: str, build_id: str) -> None:
+    print(f"\n> wait_for_build(project_id=payments-service, build_id={build_id})", file=s.out)
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        print(f"  progress: {message}", file=s.out)
+
+    result = await s.client.call_tool(
+        "wait_for_build",
+        {"project_id": project_id, "build_id": build_id, "timeout_s": 60},
+        progress_callback=progress,
+    )
+    content = result.structured_content or {}
+    _expect(not result.is_error and content.get("ended"), f"the restarted build did not end: {content}")
+    _expect(
+        content["build"]["status"] == "finished", f"the restarted build ended {content['build']['status']}"
+    )
+    print(
+        f"  ended {content['build']['status']} after {content['waited_s']} s: {content['state_counts']}",
+        file=s.out,
+    )
 
 
 async def _no_permission_session(s: _Session) -> None:

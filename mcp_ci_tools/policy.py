@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -187,7 +187,7 @@ class BudgetState:
 
 
 class Budget:
-    """At most `per_minute` requests in any sliding 60 s window, per key.
+    """At most `limit` requests in any sliding window of `window_s` seconds (default 60), per key.
 
     `take` checks and consumes in one atomic step (never test-then-hit), so the limit holds under concurrency,
     across replicas too when the storage is Redis. A storage failure raises `StateStoreUnavailable`.
@@ -196,15 +196,21 @@ class Budget:
     def __init__(
         self,
         name: str,
-        per_minute: int,
+        limit: int,
         *,
+        window_s: int = WINDOW_SECONDS,
         storage: Storage | None = None,
         clock: Clock = time.time,
         timeout: float | None = None,
     ) -> None:
         self.name = name
-        self.per_minute = per_minute
-        self._item = RateLimitItemPerMinute(per_minute)
+        self.limit = limit
+        self.window_s = window_s
+        self._item = (
+            RateLimitItemPerMinute(limit)
+            if window_s == WINDOW_SECONDS
+            else RateLimitItemPerSecond(limit, window_s)
+        )
         self._limiter = MovingWindowRateLimiter(storage if storage is not None else MemoryStorage())
         self._clock = clock
         self._timeout = timeout
@@ -240,9 +246,9 @@ class Budget:
         )
         wait = 0 if remaining > 0 else max(1, math.ceil(reset_time - self._clock()))
         return BudgetState(
-            limit=self.per_minute,
+            limit=self.limit,
             remaining=remaining,
-            window_seconds=WINDOW_SECONDS,
+            window_seconds=self.window_s,
             seconds_until_next_slot=wait,
         )
 

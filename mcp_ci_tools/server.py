@@ -20,6 +20,7 @@ from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink
 from mcp_ci_tools.client import InfraBoxClient, Sleep
 from mcp_ci_tools.config import TOKEN_RE, Settings, fingerprint
+from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
 from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
 from mcp_ci_tools.state import State, open_state
 from mcp_ci_tools.tools import Caller, Deps, InFlight, register_all
@@ -131,6 +132,23 @@ def build_server(
         clock=clock,
         new_request_id=new_request_id,
         inflight=inflight or InFlight(),
+        scope=ProjectScope(settings.projects),
+        lineage=Lineage(state, ttl_s=settings.restart_window + 60),
+        restart_guard=RestartGuard(
+            Budget(
+                "restarts",
+                settings.max_restarts_per_build,
+                window_s=settings.restart_window,
+                storage=state.storage,
+                clock=clock,
+                timeout=timeout,
+            )
+            if settings.max_restarts_per_build > 0
+            else None
+        ),
+        dedupe=Dedupe(state, window_s=settings.dedupe_seconds, in_flight_ttl_s=600, clock=clock),
+        confirm_tools=frozenset(settings.confirm),
+        sleep=sleep,
     )
 
     sessions = 0
@@ -172,5 +190,5 @@ def build_server(
         lifespan=lifespan,
         **http_auth,
     )
-    register_all(server, deps)
+    register_all(server, deps, toolsets=settings.toolsets)
     return server

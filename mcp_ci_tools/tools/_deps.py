@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import anyio
+
 from mcp_ci_tools.audit import AuditLog
-from mcp_ci_tools.client import InfraBoxClient
+from mcp_ci_tools.client import InfraBoxClient, Sleep
+from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
 from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
+from mcp_ci_tools.state import MemoryState
 
 __all__ = ["Caller", "Deps", "InFlight"]
 
@@ -44,3 +48,9 @@ class Deps:
     clock: Clock
     new_request_id: Callable[[], str]
     inflight: InFlight = field(default_factory=InFlight)
+    scope: ProjectScope = field(default_factory=ProjectScope)
+    lineage: Lineage = field(default_factory=lambda: Lineage(MemoryState(), ttl_s=3660))
+    restart_guard: RestartGuard = field(default_factory=lambda: RestartGuard(None))
+    dedupe: Dedupe = field(default_factory=lambda: Dedupe(MemoryState(), window_s=0, in_flight_ttl_s=0))
+    confirm_tools: frozenset[str] = frozenset()
+    sleep: Sleep = anyio.sleep

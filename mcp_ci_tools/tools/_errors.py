@@ -24,6 +24,7 @@ from mcp_ci_tools.client import (
     TokenRejected,
     UpstreamBroken,
 )
+from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate, ProjectNotAllowed, RestartLoop
 from mcp_ci_tools.policy import (
     BudgetExhausted,
     InvalidArgument,
@@ -119,6 +120,46 @@ def _message(error: Exception, t: Target) -> str:
                 f"(allow_trigger), so the {t.action} of {t.thing} was not sent. Read tools still work. An InfraBox "
                 f"admin must grant allow_trigger to this token.{recheck}"
             )
+        case ProjectNotAllowed():
+            return (
+                f"Project {t.project_id} is outside this server's project allow-list (MCP_CI_PROJECTS), so nothing "
+                f"was sent. Allowed projects: {', '.join(error.allowed)}. Use list_projects to see them."
+            )
+        case RestartLoop():
+            return (
+                f"Restart-loop guard: {error.count} restart/rerun requests were already sent for this build lineage "
+                f"(the build, its restarts and their jobs) in the last {error.window_s} s, so the {t.action} of "
+                f"{t.thing} was not sent. Restarting again rarely fixes a build that keeps failing: use "
+                f"diagnose_build to find out why. The window frees a slot in {error.retry_after_s} s."
+            )
+        case Duplicate(record=DedupeRecord(state="failed")):
+            return (
+                f"Not sent again: an identical {t.action} of {t.thing} was sent {error.age_s:.0f} s ago and failed; "
+                "check the build's state with get_build before trying anything else. "
+                f"That call's answer was: {error.record.error}"
+            )
+        case Duplicate():
+            return (
+                f"Not sent again: an identical {t.action} of {t.thing} was sent {error.age_s:.0f} s ago and its "
+                "outcome is not known yet (still in flight, or no answer came). Check the build's state with "
+                "get_build before deciding; sending it twice could trigger it twice."
+            )
+        case ConfirmationRefused(outcome="unsupported"):
+            return (
+                f"The {t.action} of {t.thing} must be confirmed by the user (MCP_CI_CONFIRM), but this client cannot "
+                "ask (no elicitation support), so nothing was sent. Use a client that supports elicitation, or the "
+                "operator can remove this tool from MCP_CI_CONFIRM to turn the confirmation off."
+            )
+        case ConfirmationRefused(outcome="not_asked"):
+            return (
+                f"The {t.action} of {t.thing} must be confirmed by the user, and the user was not asked, so nothing "
+                "was sent. Call the tool again to be asked."
+            )
+        case ConfirmationRefused():
+            return (
+                f"The user did not confirm the {t.action} of {t.thing} ({error.outcome}), so nothing was sent. "
+                "Do not retry unless the user asks for it."
+            )
         case StateStoreUnavailable():
             return (
                 f"The shared state store (budgets and guards, MCP_CI_STATE_URL) is not answering, so the {t.action} "
@@ -154,9 +195,10 @@ def _message(error: Exception, t: Target) -> str:
         case Forbidden(kind="no_trigger_permission"):
             return (
                 f"InfraBox refused the {t.action} of {t.thing}: this token ({t.token_fingerprint}) does not have "
-                f"trigger permission (allow_trigger).{_said(error)} Nothing was done, and later trigger calls are "
-                "refused here without contacting InfraBox. An InfraBox admin must grant allow_trigger to this token; "
-                "then restart this server." + _request(error)
+                f"trigger permission (allow_trigger).{_said(error)} Nothing was done, and later trigger calls of "
+                "this token are refused here without contacting InfraBox until the refusal expires "
+                "(MCP_CI_PERMISSION_TTL). An InfraBox admin must grant allow_trigger to this token."
+                + _request(error)
             )
         case Forbidden():
             return (

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from mcp_ci_tools.policy import BudgetState
 
-__all__ = ["BudgetOut", "BuildId", "JobId", "ProjectId"]
+__all__ = ["BudgetOut", "BuildId", "JobId", "ProjectId", "replay_note"]
 
 _UUID_SCHEMA = {
     "format": "uuid",
@@ -45,3 +45,13 @@ class BudgetOut(BaseModel):
             window_seconds=state.window_seconds,
             seconds_until_next_slot=state.seconds_until_next_slot,
         )
+
+
+def replay_note(replayed_after_s: float | None) -> str:
+    """Prefix for next_step when the answer is an identical earlier call's (duplicate guard)."""
+    if replayed_after_s is None:
+        return ""
+    return (
+        f"NOT SENT AGAIN: an identical call was sent {replayed_after_s:.0f} s ago; this is its answer "
+        "(the duplicate guard, MCP_CI_DEDUPE_SECONDS). "
+    )

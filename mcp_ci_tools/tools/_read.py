@@ -7,7 +7,7 @@ and an audit failure never blocks a read: the record goes to the stderr log inst
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -15,13 +15,13 @@ import anyio
 from mcp.types import ToolAnnotations
 
 from mcp_ci_tools.audit import AuditRecord, Outcome
-from mcp_ci_tools.client import InfraBoxClient, InfraBoxError
+from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job
 from mcp_ci_tools.policy import PolicyDenied, parse_id
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 from mcp_ci_tools.tools._write import audit_id, write_or_log
 
-__all__ = ["ReadCall", "gather", "read_annotations", "run_read"]
+__all__ = ["ReadCall", "gather", "learn_lineage", "read_annotations", "run_read"]
 
 ResultT = TypeVar("ResultT")
 
@@ -30,6 +30,15 @@ def read_annotations(title: str) -> ToolAnnotations:
     return ToolAnnotations(
         title=title, read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
     )
+
+
+async def learn_lineage(
+    deps: Deps, project: uuid.UUID, *, builds: Iterable[Build] = (), jobs: Iterable[Job] = ()
+) -> None:
+    """Remember which build number each build and job belongs to, for the restart-loop guard."""
+    for build in builds:
+        await deps.lineage.learn_build(str(project), build.id, build.build_number)
+    await deps.lineage.learn_jobs(str(project), ((job.id, job.build_id) for job in jobs))
 
 
 async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
@@ -110,6 +119,8 @@ async def _run_read(
 
     try:
         parsed = {key: parse_id(key, value) for key, value in ids.items()}
+        if "project_id" in parsed:
+            deps.scope.check(parsed["project_id"])
         if validate is not None:
             validate()
         await deps.read_budgets.reserve(caller.fingerprint, needs)

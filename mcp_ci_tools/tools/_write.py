@@ -1,6 +1,7 @@
 """The trigger pipeline, in one place and one order:
 
-    ids → permission → budget → audit `attempt` (durable) → InfraBox → audit `result` → answer
+    ids → project allow-list → permission → duplicate guard → restart-loop guard → confirmation
+        → budget → audit `attempt` (durable) → InfraBox → audit `result` → answer
 
 Each refusal before the send is audited as `denied` and sends nothing. Once the request may have left,
 the `result` record is written whatever happens, cancellation and crashes included.
@@ -14,27 +15,45 @@ from dataclasses import asdict, dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio
+from mcp.server.mcpserver.exceptions import ToolError
 
+from mcp_ci_tools import client as client_module
 from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Outcome
 from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, WriteAnswer
+from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate
 from mcp_ci_tools.policy import BudgetState, PolicyDenied, describe_value, parse_id
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 
-__all__ = ["TriggerDone", "run_trigger"]
+__all__ = [
+    "LOOP_GUARDED",
+    "ConfirmOutcome",
+    "TriggerDone",
+    "audit_id",
+    "run_trigger",
+    "would_send",
+    "write_or_log",
+]
 
 log = logging.getLogger("mcp_ci_tools.audit")
 
 AnswerT = TypeVar("AnswerT", bound=WriteAnswer)
+ConfirmOutcome = Literal["not_required", "confirmed", "declined", "cancelled", "unsupported", "not_asked"]
+LOOP_GUARDED = frozenset({"restart_build", "restart_job", "rerun_job"})
 
 
 @dataclass(frozen=True)
 class TriggerDone(Generic[AnswerT]):
-    """A trigger InfraBox accepted: its answer, the budget left after it, and the request id sent."""
+    """A trigger InfraBox accepted: its answer, the budget left after it, and the request id sent.
+
+    `replayed_after_s` is set when this call was not sent because an identical one was, that many seconds
+    ago: the answer is that call's.
+    """
 
     answer: AnswerT
     budget: BudgetState
     request_id: str
+    replayed_after_s: float | None = None
 
 
 def audit_id(value: str) -> str:
@@ -50,6 +69,33 @@ def write_or_log(deps: Deps, record: AuditRecord, *, durable: bool) -> None:
         log.error("audit record not written (%s); record follows: %s", error, deps.audit.render(record))
 
 
+def _new_ids(answer: WriteAnswer) -> list[tuple[Literal["build", "job"], str]]:
+    found: list[tuple[Literal["build", "job"], str]] = []
+    if getattr(answer, "new_build_id", None):
+        found.append(("build", answer.new_build_id))  # type: ignore[attr-defined]
+    if getattr(answer, "new_job_id", None):
+        found.append(("job", answer.new_job_id))  # type: ignore[attr-defined]
+    found += [("job", job_id) for job_id in getattr(answer, "new_job_ids", [])]
+    return found
+
+
+def _answer_record(answer: WriteAnswer, request_id: str, sent_at: float) -> DedupeRecord:
+    return DedupeRecord(
+        state="done",
+        sent_at=sent_at,
+        answer={"type": type(answer).__name__, **asdict(answer)},
+        request_id=request_id,
+    )
+
+
+def _replayed_answer(record: DedupeRecord) -> WriteAnswer:
+    fields = dict(record.answer or {})
+    answer_type = getattr(client_module, str(fields.pop("type", "")), None)
+    if not (isinstance(answer_type, type) and issubclass(answer_type, WriteAnswer)):
+        raise ToolError("Not sent again: an identical call was sent just before; check the build's state.")
+    return answer_type(**fields)
+
+
 async def _run_trigger(
     deps: Deps,
     *,
@@ -59,6 +105,7 @@ async def _run_trigger(
     project_id: str,
     target_id: str,
     send: Callable[..., Awaitable[AnswerT]],
+    confirmation: ConfirmOutcome,
 ) -> TriggerDone[AnswerT]:
     caller = deps.caller()
     request_id = deps.new_request_id()
@@ -97,26 +144,56 @@ async def _run_trigger(
             detail=detail or {},
         )
 
+    def denied(refusal: PolicyDenied, detail: dict[str, Any] | None = None) -> None:
+        write_or_log(
+            deps,
+            record("result", decision="denied", outcome="denied", reason=refusal.reason, detail=detail),
+            durable=True,
+        )
+
+    dedupe_key: str | None = None
+    lineage: str | None = None
     try:
         project_uuid = parse_id("project_id", project_id)
         target_uuid = parse_id(f"{kind}_id", target_id)
+        project, target_key = str(project_uuid), str(target_uuid)
+        deps.scope.check(project_uuid)
         await deps.permission.check(caller.fingerprint)
+        if deps.dedupe.enabled:
+            key = deps.dedupe.key(caller.fingerprint, tool, {"project_id": project, f"{kind}_id": target_key})
+            await deps.dedupe.claim(key)
+            dedupe_key = key
+        lineage = await deps.lineage.of(project, kind, target_key) if tool in LOOP_GUARDED else None
+        if lineage is not None:
+            await deps.restart_guard.check(caller.fingerprint, lineage)
+        if tool in deps.confirm_tools and confirmation != "confirmed":
+            raise ConfirmationRefused(confirmation)
         budget = await deps.trigger_budget.take(caller.fingerprint)
-    except PolicyDenied as denied:
-        write_or_log(
-            deps, record("result", decision="denied", outcome="denied", reason=denied.reason), durable=True
-        )
-        raise to_tool_error(denied, target) from None
-
-    try:
         deps.audit.write(record("attempt", decision="allowed"), durable=True)
-    except AuditUnavailable as error:
-        log.error("audit log unavailable, refusing %s: %s", tool, error)
-        raise to_tool_error(error, target) from None
+    except Duplicate as duplicate:
+        first = duplicate.record
+        denied(duplicate, {"first_request_id": first.request_id} if first.request_id else None)
+        if first.state == "done":
+            answer = _replayed_answer(first)
+            state = await deps.trigger_budget.peek(caller.fingerprint)
+            return TriggerDone(
+                answer, state, first.request_id or request_id, replayed_after_s=duplicate.age_s
+            )  # type: ignore[arg-type]
+        raise to_tool_error(duplicate, target) from None
+    except (PolicyDenied, AuditUnavailable) as refusal:
+        if dedupe_key is not None:
+            await deps.dedupe.release(dedupe_key)
+        if isinstance(refusal, PolicyDenied):
+            denied(refusal)
+        else:
+            log.error("audit log unavailable, refusing %s: %s", tool, refusal)
+        raise to_tool_error(refusal, target) from None
 
+    sent_at = deps.clock()
     try:
         answer = await send(caller.client, project_uuid, target_uuid, request_id=request_id)
     except InfraBoxError as error:
+        unknown = isinstance(error, OutcomeUnknown)
         if isinstance(error, Forbidden) and error.kind == "no_trigger_permission":
             await deps.permission.learn_refusal(caller.fingerprint)
         write_or_log(
@@ -124,19 +201,33 @@ async def _run_trigger(
             record(
                 "result",
                 decision="allowed",
-                outcome="unknown" if isinstance(error, OutcomeUnknown) else "error",
+                outcome="unknown" if unknown else "error",
                 reason=audit_reason(error),
                 http_status=error.status,
                 detail={"infrabox_message": error.reason} if error.reason else None,
             ),
             durable=True,
         )
-        raise to_tool_error(error, target) from None
+        tool_error = to_tool_error(error, target)
+        if lineage is not None:
+            await deps.restart_guard.record(caller.fingerprint, lineage)
+        if dedupe_key is not None:
+            state: Literal["failed", "unknown"] = "unknown" if unknown else "failed"
+            await deps.dedupe.settle(
+                dedupe_key,
+                DedupeRecord(state=state, sent_at=sent_at, error=str(tool_error), request_id=request_id),
+            )
+        raise tool_error from None
     except BaseException as error:
         reason = "cancelled" if isinstance(error, anyio.get_cancelled_exc_class()) else "internal_error"
         write_or_log(
             deps, record("result", decision="allowed", outcome="unknown", reason=reason), durable=True
         )
+        if dedupe_key is not None:
+            with anyio.CancelScope(shield=True):
+                await deps.dedupe.settle(
+                    dedupe_key, DedupeRecord(state="unknown", sent_at=sent_at, request_id=request_id)
+                )
         raise
 
     detail = {
@@ -151,7 +242,38 @@ async def _run_trigger(
         ),
         durable=True,
     )
+    if lineage is not None:
+        await deps.restart_guard.record(caller.fingerprint, lineage)
+    for new in _new_ids(answer):
+        await deps.lineage.learn_same(project, new, (kind, target_key))
+    if dedupe_key is not None:
+        await deps.dedupe.settle(dedupe_key, _answer_record(answer, request_id, sent_at))
     return TriggerDone(answer, budget, request_id)
+
+
+async def would_send(
+    deps: Deps, *, tool: str, kind: Literal["build", "job"], project_id: str, target_id: str
+) -> bool:
+    """Whether the checks before confirmation would let this call through (reads state, changes nothing)."""
+    caller = deps.caller()
+    try:
+        project_uuid = parse_id("project_id", project_id)
+        target_key = str(parse_id(f"{kind}_id", target_id))
+        deps.scope.check(project_uuid)
+        await deps.permission.check(caller.fingerprint)
+        if deps.dedupe.enabled:
+            key = deps.dedupe.key(
+                caller.fingerprint, tool, {"project_id": str(project_uuid), f"{kind}_id": target_key}
+            )
+            if await deps.dedupe.peek(key) is not None:
+                return False
+        if tool in LOOP_GUARDED:
+            await deps.restart_guard.check(
+                caller.fingerprint, await deps.lineage.of(str(project_uuid), kind, target_key)
+            )
+        return await deps.trigger_budget.has_room(caller.fingerprint)
+    except PolicyDenied:
+        return False
 
 
 async def run_trigger(
@@ -163,13 +285,22 @@ async def run_trigger(
     project_id: str,
     target_id: str,
     send: Callable[..., Awaitable[AnswerT]],
+    confirmation: ConfirmOutcome = "not_required",
 ) -> TriggerDone[AnswerT]:
     """Run one trigger call through the pipeline, or raise `ToolError`.
 
     `send` is the `InfraBoxClient` method to call, e.g. `InfraBoxClient.restart_build`; it is called on the
-    caller's own client as `send(client, project_uuid, target_uuid, request_id=...)`.
+    caller's own client as `send(client, project_uuid, target_uuid, request_id=...)`. `confirmation` is what
+    the user answered, for tools that must be confirmed.
     """
     with deps.inflight:
         return await _run_trigger(
-            deps, tool=tool, action=action, kind=kind, project_id=project_id, target_id=target_id, send=send
+            deps,
+            tool=tool,
+            action=action,
+            kind=kind,
+            project_id=project_id,
+            target_id=target_id,
+            send=send,
+            confirmation=confirmation,
         )

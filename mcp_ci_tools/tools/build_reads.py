@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from mcp_ci_tools.client import Job
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BuildId, ProjectId
-from mcp_ci_tools.tools._read import ReadCall, gather, read_annotations, run_read
+from mcp_ci_tools.tools._read import ReadCall, gather, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, BuildView, JobView, fit, job_views, state_counts
 
 __all__ = ["GetBuildResult", "ListBuildsResult", "problem_first", "register"]
@@ -79,6 +79,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             page = await call.client.list_builds(
                 call.project, request_id=call.request_id, branch=branch, status=status, limit=applied
             )
+            await learn_lineage(deps, call.project, builds=page.items)
             # Upstream #621 ignores the query parameters: filter here as well.
             matching = [
                 b
@@ -127,6 +128,7 @@ def register(server: MCPServer, deps: Deps) -> None:
                 lambda: call.client.get_build(call.project, call.ids["build_id"], request_id=call.request_id),
                 lambda: call.client.list_jobs(call.project, call.ids["build_id"], request_id=call.request_id),
             )
+            await learn_lineage(deps, call.project, builds=[build], jobs=problem_first(jobs.items))
             ordered = problem_first(jobs.items)
             views = fit(job_views(ordered, deps.clock(), build_jobs=jobs.items), MAX_OUTPUT_BYTES - 6_000)
             total = max(jobs.total or 0, len(jobs.items))

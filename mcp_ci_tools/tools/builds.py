@@ -1,14 +1,13 @@
 """Build tools: restart_build and abort_build."""
 
-from __future__ import annotations
-
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import InfraBoxClient
+from mcp_ci_tools.tools._confirm import build_resolver, outcome_of
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._models import BudgetOut, BuildId, ProjectId
+from mcp_ci_tools.tools._models import BudgetOut, BuildId, ProjectId, replay_note
 from mcp_ci_tools.tools._write import run_trigger
 
 __all__ = ["AbortBuildResult", "RestartBuildResult", "register"]
@@ -22,6 +21,7 @@ class RestartBuildResult(BaseModel):
     infrabox_message: str | None
     request_id: str = Field(description="X-Request-ID sent to InfraBox, also in the audit log")
     trigger_budget: BudgetOut
+    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
     next_step: str
 
 
@@ -33,6 +33,7 @@ class AbortBuildResult(BaseModel):
     infrabox_message: str | None
     request_id: str
     trigger_budget: BudgetOut
+    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
     next_step: str
 
 
@@ -55,7 +56,11 @@ def register(server: MCPServer, deps: Deps) -> None:
             open_world_hint=True,
         ),
     )
-    async def restart_build(project_id: ProjectId, build_id: BuildId) -> RestartBuildResult:
+    async def restart_build(
+        project_id: ProjectId,
+        build_id: BuildId,
+        confirmation: build_resolver(deps, "restart_build", "restart"),  # type: ignore[valid-type]
+    ) -> RestartBuildResult:
         done = await run_trigger(
             deps,
             tool="restart_build",
@@ -63,6 +68,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="build",
             project_id=project_id,
             target_id=build_id,
+            confirmation=outcome_of(confirmation),
             send=InfraBoxClient.restart_build,
         )
         answer = done.answer
@@ -88,7 +94,8 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            next_step=next_step,
+            replayed=done.replayed_after_s is not None,
+            next_step=replay_note(done.replayed_after_s) + next_step,
         )
 
     @server.tool(
@@ -107,7 +114,11 @@ def register(server: MCPServer, deps: Deps) -> None:
             open_world_hint=True,
         ),
     )
-    async def abort_build(project_id: ProjectId, build_id: BuildId) -> AbortBuildResult:
+    async def abort_build(
+        project_id: ProjectId,
+        build_id: BuildId,
+        confirmation: build_resolver(deps, "abort_build", "abort"),  # type: ignore[valid-type]
+    ) -> AbortBuildResult:
         done = await run_trigger(
             deps,
             tool="abort_build",
@@ -115,6 +126,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="build",
             project_id=project_id,
             target_id=build_id,
+            confirmation=outcome_of(confirmation),
             send=InfraBoxClient.abort_build,
         )
         return AbortBuildResult(
@@ -125,7 +137,9 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=done.answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            next_step=(
+            replayed=done.replayed_after_s is not None,
+            next_step=replay_note(done.replayed_after_s)
+            + (
                 "Abort requested. InfraBox kills the build's active jobs asynchronously (state 'killed', message "
                 "'Aborted by <user>'); finished jobs are unchanged. Confirm with get_build in a few seconds; "
                 "do not abort again."

@@ -13,7 +13,7 @@ from mcp_ci_tools.actions import TERMINAL_STATES
 from mcp_ci_tools.client import InfraBoxError, Job
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BuildId, ProjectId
-from mcp_ci_tools.tools._read import ReadCall, gather, read_annotations, run_read
+from mcp_ci_tools.tools._read import ReadCall, gather, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._views import (
     MAX_OUTPUT_BYTES,
     BuildView,
@@ -26,7 +26,7 @@ from mcp_ci_tools.tools._views import (
 from mcp_ci_tools.tools.build_reads import problem_first
 from mcp_ci_tools.tools.job_reads import TestView, bounded_log, test_views
 
-__all__ = ["DiagnoseResult", "register"]
+__all__ = ["PROBLEM_STATES", "DiagnoseResult", "ProblemJob", "register", "summarize"]
 
 PROBLEM_STATES = ("failure", "error", "unstable", "killed")
 MAX_LOG_FETCHES = 10
@@ -81,7 +81,7 @@ def _suggestion(problems: list[ProblemJob], counts: dict[str, int]) -> str:
     return f"'{first.name}' cannot be restarted or rerun now ({reasons}). restart_build starts the whole build again."
 
 
-def _summary(build: BuildView, counts: dict[str, int], problems: list[ProblemJob], total: int) -> str:
+def summarize(build: BuildView, counts: dict[str, int], problems: list[ProblemJob], total: int) -> str:
     name = f"Build #{build.build_number}" if build.build_number is not None else f"Build {build.id}"
     branch = f" on {build.branch}" if build.branch else ""
     tally = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no jobs"
@@ -114,6 +114,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             )
             jobs: list[Job] = page.items
             ordered = problem_first(jobs)
+            await learn_lineage(deps, call.project, builds=[build], jobs=ordered)
             problems = [j for j in ordered if j.state in PROBLEM_STATES]
             left_out: list[str] = []
             key = call.fingerprint
@@ -208,7 +209,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             return DiagnoseResult(
                 project_id=project_id,
                 build=build_view,
-                summary=_summary(build_view, counts, problem_views, total),
+                summary=summarize(build_view, counts, problem_views, total),
                 state_counts=counts,
                 jobs_total=total,
                 problem_jobs=shown_problems,

@@ -15,7 +15,7 @@ from mcp_ci_tools.client import JobLog, TestRun
 from mcp_ci_tools.policy import InvalidArgument
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import JobId, ProjectId
-from mcp_ci_tools.tools._read import ReadCall, gather, read_annotations, run_read
+from mcp_ci_tools.tools._read import ReadCall, gather, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, JobView, clip, fit, job_views
 
 __all__ = [
@@ -171,6 +171,7 @@ def register(server: MCPServer, deps: Deps) -> None:
     async def get_job(project_id: ProjectId, job_id: JobId) -> GetJobResult:
         async def fetch(call: ReadCall) -> GetJobResult:
             job = await call.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id)
+            await learn_lineage(deps, call.project, jobs=[job])
             [view] = job_views([job], deps.clock())
             return GetJobResult(
                 project_id=project_id,

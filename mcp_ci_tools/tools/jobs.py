@@ -1,14 +1,13 @@
 """Job tools: restart_job, rerun_job and abort_job."""
 
-from __future__ import annotations
-
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import InfraBoxClient
+from mcp_ci_tools.tools._confirm import job_resolver, outcome_of
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._models import BudgetOut, JobId, ProjectId
+from mcp_ci_tools.tools._models import BudgetOut, JobId, ProjectId, replay_note
 from mcp_ci_tools.tools._write import run_trigger
 
 __all__ = ["AbortJobResult", "RerunJobResult", "RestartJobResult", "register"]
@@ -26,6 +25,7 @@ class RestartJobResult(BaseModel):
     infrabox_message: str | None
     request_id: str
     trigger_budget: BudgetOut
+    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
     next_step: str
 
 
@@ -36,6 +36,7 @@ class RerunJobResult(BaseModel):
     infrabox_message: str | None
     request_id: str
     trigger_budget: BudgetOut
+    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
     next_step: str
 
 
@@ -47,6 +48,7 @@ class AbortJobResult(BaseModel):
     infrabox_message: str | None
     request_id: str
     trigger_budget: BudgetOut
+    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
     next_step: str
 
 
@@ -78,7 +80,11 @@ def register(server: MCPServer, deps: Deps) -> None:
             open_world_hint=True,
         ),
     )
-    async def restart_job(project_id: ProjectId, job_id: JobId) -> RestartJobResult:
+    async def restart_job(
+        project_id: ProjectId,
+        job_id: JobId,
+        confirmation: job_resolver(deps, "restart_job", "restart"),  # type: ignore[valid-type]
+    ) -> RestartJobResult:
         done = await run_trigger(
             deps,
             tool="restart_job",
@@ -86,6 +92,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="job",
             project_id=project_id,
             target_id=job_id,
+            confirmation=outcome_of(confirmation),
             send=InfraBoxClient.restart_job,
         )
         answer = done.answer
@@ -97,7 +104,9 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            next_step=_restart_next_step(answer.new_job_ids, answer.jobs_restarted),
+            replayed=done.replayed_after_s is not None,
+            next_step=replay_note(done.replayed_after_s)
+            + _restart_next_step(answer.new_job_ids, answer.jobs_restarted),
         )
 
     @server.tool(
@@ -117,7 +126,11 @@ def register(server: MCPServer, deps: Deps) -> None:
             open_world_hint=True,
         ),
     )
-    async def rerun_job(project_id: ProjectId, job_id: JobId) -> RerunJobResult:
+    async def rerun_job(
+        project_id: ProjectId,
+        job_id: JobId,
+        confirmation: job_resolver(deps, "rerun_job", "rerun"),  # type: ignore[valid-type]
+    ) -> RerunJobResult:
         done = await run_trigger(
             deps,
             tool="rerun_job",
@@ -125,6 +138,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="job",
             project_id=project_id,
             target_id=job_id,
+            confirmation=outcome_of(confirmation),
             send=InfraBoxClient.rerun_job,
         )
         new_id = done.answer.new_job_id
@@ -136,7 +150,9 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=done.answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            next_step=(
+            replayed=done.replayed_after_s is not None,
+            next_step=replay_note(done.replayed_after_s)
+            + (
                 f"InfraBox queued a clone of the job{f' ({new_id})' if new_id else ''}; downstream jobs were not "
                 f"cloned. Follow it with {follow}; do not rerun the original again."
             ),
@@ -158,7 +174,11 @@ def register(server: MCPServer, deps: Deps) -> None:
             open_world_hint=True,
         ),
     )
-    async def abort_job(project_id: ProjectId, job_id: JobId) -> AbortJobResult:
+    async def abort_job(
+        project_id: ProjectId,
+        job_id: JobId,
+        confirmation: job_resolver(deps, "abort_job", "abort"),  # type: ignore[valid-type]
+    ) -> AbortJobResult:
         done = await run_trigger(
             deps,
             tool="abort_job",
@@ -166,6 +186,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             kind="job",
             project_id=project_id,
             target_id=job_id,
+            confirmation=outcome_of(confirmation),
             send=InfraBoxClient.abort_job,
         )
         return AbortJobResult(
@@ -176,7 +197,9 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=done.answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            next_step=(
+            replayed=done.replayed_after_s is not None,
+            next_step=replay_note(done.replayed_after_s)
+            + (
                 "Abort requested. InfraBox kills the job asynchronously (state 'killed'); if it had already "
                 "finished, nothing changes. Confirm with get_job in a few seconds; do not abort again."
             ),

@@ -43,9 +43,10 @@ def register(server: MCPServer, deps: Deps) -> None:
             views = [
                 ProjectView(id=p.id, name=clip(p.name, 200), type=clip(p.type, 40), public=p.public)
                 for p in page.items
+                if deps.scope.allows(p.id)
             ]
             shown = fit(views, MAX_OUTPUT_BYTES - 2_000)
-            total = max(page.total or 0, len(page.items))
+            total = len(views) if deps.scope.allowed else max(page.total or 0, len(page.items))
             return ListProjectsResult(
                 projects=shown,
                 returned=len(shown),

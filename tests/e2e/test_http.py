@@ -133,6 +133,7 @@ TOOL_CALLS = [
     ("get_test_results", {"project_id": SEED.payments, "job_id": SEED.failed_test_job}),
     ("diagnose_build", {"project_id": SEED.payments, "build_id": SEED.failed_build}),
     ("whoami", {}),
+    ("wait_for_build", {"project_id": SEED.payments, "build_id": SEED.green_build, "timeout_s": 5}),
     ("rerun_job", {"project_id": SEED.payments, "job_id": SEED.unstable_test_job}),
     ("restart_job", {"project_id": SEED.payments, "job_id": SEED.failed_test_job}),
     ("restart_build", {"project_id": SEED.payments, "build_id": SEED.failed_build}),
@@ -161,7 +162,7 @@ async def test_every_tool_works_over_both_transports_and_eras(transport, mode, s
 
 
 async def test_two_callers_have_separate_budgets_permissions_and_audit(sandbox, tmp_path) -> None:
-    with serving(http_settings(sandbox, tmp_path, trigger_per_minute=2)) as base:
+    with serving(http_settings(sandbox, tmp_path, trigger_per_minute=2, dedupe_seconds=0)) as base:
         async with (
             connect(base, "streamable-http", ALICE) as alice,
             connect(base, "streamable-http", CAROL) as carol,

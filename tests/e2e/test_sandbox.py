@@ -110,7 +110,7 @@ async def test_every_tool_works_against_the_sandbox(sandbox: SandboxHandle, tmp_
             who = await call("whoami")
             assert who["trigger_budget"]["remaining"] == 0
 
-            sixth = await client.call_tool("rerun_job", {"project_id": P, "job_id": SEED.unstable_test_job})
+            sixth = await client.call_tool("rerun_job", {"project_id": P, "job_id": SEED.failed_build_job})
             assert sixth.is_error and "Trigger budget used up" in sixth.content[0].text
 
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
@@ -194,3 +194,30 @@ def test_the_sandbox_command_serves_the_api_and_prints_url_and_tokens(tmp_path: 
     assert {p["name"] for p in answer.json()} == {"payments-service", "web-frontend"}
     assert f"http://127.0.0.1:{port}" in stderr
     assert all(t.token in stderr for t in SANDBOX_TOKENS.values())
+
+
+async def test_wait_for_build_follows_a_restarted_build_to_its_end(tmp_path: Path) -> None:
+    events: list[tuple[float, float | None]] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        events.append((done, total))
+
+    with start_in_thread(tmp_path / "sandbox.sqlite3", job_duration_s=0.3, tick_interval_s=0.05) as handle:
+        params = _params(handle, tmp_path, "trigger")
+        with open(tmp_path / "server.log", "w") as errlog:
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                restarted = await client.call_tool(
+                    "restart_build", {"project_id": SEED.payments, "build_id": SEED.failed_build}
+                )
+                new_build = restarted.structured_content["new_build_id"]
+                waited = await client.call_tool(
+                    "wait_for_build",
+                    {"project_id": SEED.payments, "build_id": new_build, "timeout_s": 60},
+                    progress_callback=progress,
+                )
+
+    content = waited.structured_content
+    assert content["ended"] is True and content["timed_out"] is False
+    assert content["build"]["status"] == "finished"
+    assert content["state_counts"] == {"finished": content["jobs_total"]}
+    assert events and events[-1][0] == events[-1][1] == content["jobs_total"]

@@ -45,6 +45,7 @@ def replica(upstream: str, state_url: str, tmp_path: Path, n: int) -> Iterator[s
         "INFRABOX_URL": upstream,
         "MCP_CI_ALLOW_TRIGGER": "true",
         "MCP_CI_STATE_URL": state_url,
+        "MCP_CI_DEDUPE_SECONDS": "0",  # identical calls on purpose: this test is about the budget
         "MCP_CI_AUDIT_LOG": str(tmp_path / f"audit-{n}.jsonl"),
     }
     command = [sys.executable, "-m", "mcp_ci_tools", "--transport", "streamable-http", "--port", str(port)]

@@ -28,7 +28,7 @@ ABORT_PATH = f"/projects/{PROJECT_ID}/jobs/{JOB_ID}/abort"
 
 
 def replica(redis_server: RedisServer, tmp_path: Path, audit: ListSink, clock: FakeClock, **overrides: Any):
-    settings = make_settings(tmp_path, state_url=redis_server.url, **overrides)
+    settings = make_settings(tmp_path, state_url=redis_server.url, **{"dedupe_seconds": 0, **overrides})
     state = RedisState(settings.state_url or "", prefix=settings.state_prefix, timeout=settings.state_timeout)
     return build_server(settings, audit_sink=audit, clock=clock, state=state), state
 

@@ -342,10 +342,13 @@ async def test_infrabox_403_no_trigger_permission_is_learned_for_every_trigger_t
 
 # Budget ---------------------------------------------------------------------------------------------
 
+# These tests repeat identical calls on purpose: the duplicate and restart-loop guards are off here.
+BUDGET_ONLY = {"dedupe_seconds": 0, "max_restarts_per_build": 0}
+
 
 async def test_sixth_trigger_in_a_minute_is_refused_without_sending(make_server, connect, infrabox, clock):
     routes = {t.tool: t.route(infrabox).respond(200, json=t.body_621) for t in TRIGGERS.values()}
-    client = await connect(make_server())
+    client = await connect(make_server(**BUDGET_ONLY))
 
     results = []
     for trigger in TRIGGERS.values():
@@ -364,7 +367,7 @@ async def test_the_window_slides_a_slot_frees_strictly_after_sixty_seconds(
     make_server, connect, infrabox, clock
 ):
     route = TRIGGERS["abort_job"].route(infrabox).respond(200, json={})
-    client = await connect(make_server())
+    client = await connect(make_server(**BUDGET_ONLY))
     args = TRIGGERS["abort_job"].args()
 
     admitted = []
@@ -380,7 +383,7 @@ async def test_the_window_slides_a_slot_frees_strictly_after_sixty_seconds(
 
 async def test_budget_holds_under_concurrent_calls(make_server, connect, infrabox, audit):
     route = TRIGGERS["restart_job"].route(infrabox).respond(200, json=TRIGGERS["restart_job"].body_621)
-    client = await connect(make_server())
+    client = await connect(make_server(**BUDGET_ONLY))
     results: list[Any] = []
 
     async def call() -> None:
@@ -398,7 +401,7 @@ async def test_budget_holds_under_concurrent_calls(make_server, connect, infrabo
 
 async def test_budget_is_configurable(make_server, connect, infrabox):
     route = TRIGGERS["abort_job"].route(infrabox).respond(200, json={})
-    client = await connect(make_server(trigger_per_minute=2))
+    client = await connect(make_server(trigger_per_minute=2, **BUDGET_ONLY))
 
     results = [await client.call_tool("abort_job", TRIGGERS["abort_job"].args()) for _ in range(3)]
 
@@ -411,7 +414,7 @@ async def test_refused_locally_uses_no_budget_but_sent_requests_count_whatever_t
 ):
     trigger = TRIGGERS["rerun_job"]
     route = trigger.route(infrabox).respond(400, json={"message": "job in state skipped cannot be rerun"})
-    client = await connect(make_server())
+    client = await connect(make_server(**BUDGET_ONLY))
 
     for _ in range(3):
         await client.call_tool("rerun_job", trigger.args(job_id="not-a-uuid"))

@@ -176,3 +176,34 @@ def test_bad_transport_settings_name_their_variable(flags: list[str], variable: 
         load_settings(flags, {"INFRABOX_URL": "https://ib"})
 
     assert caught.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"MCP_CI_PROJECTS": "not-a-uuid"}, "MCP_CI_PROJECTS"),
+        ({"MCP_CI_TOOLSETS": "read,admin"}, "MCP_CI_TOOLSETS"),
+        ({"MCP_CI_CONFIRM": "abort_job,delete_everything"}, "MCP_CI_CONFIRM"),
+        ({"MCP_CI_MAX_RESTARTS_PER_BUILD": "-1"}, "MCP_CI_MAX_RESTARTS_PER_BUILD"),
+        ({"MCP_CI_DEDUPE_SECONDS": "-5"}, "MCP_CI_DEDUPE_SECONDS"),
+        ({"MCP_CI_RESTART_WINDOW": "0"}, "MCP_CI_RESTART_WINDOW"),
+    ],
+)
+def test_malformed_guard_settings_name_their_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings([], {**BASE_ENV, **env})
+
+    assert caught.value.variable == variable
+
+
+def test_guard_settings_have_the_documented_defaults() -> None:
+    settings = load_settings([], BASE_ENV)
+
+    assert settings.toolsets == ("read", "trigger")
+    assert settings.projects == ()
+    assert (settings.max_restarts_per_build, settings.restart_window, settings.dedupe_seconds) == (
+        3,
+        3600,
+        30.0,
+    )
+    assert settings.confirm == ()

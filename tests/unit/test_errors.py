@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mcp_ci_tools import client, policy
+from mcp_ci_tools import client, guards, policy
 from mcp_ci_tools.audit import AuditUnavailable
 from mcp_ci_tools.policy import BudgetState
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
@@ -43,6 +43,17 @@ def _instances(kind: type) -> list[Exception]:
         return [
             kind("trigger", BudgetState(limit=5, remaining=0, window_seconds=60, seconds_until_next_slot=12))
         ]
+    if kind is guards.ProjectNotAllowed:
+        return [kind("p", ("a1000000-0000-4000-8000-000000000001",))]
+    if kind is guards.RestartLoop:
+        return [kind(count=3, window_s=3600, retry_after_s=120, lineage="p:#42")]
+    if kind is guards.Duplicate:
+        return [
+            kind(guards.DedupeRecord(state=state, sent_at=0.0, error=f"echo {TOKEN}"), 4.0)
+            for state in ("in_flight", "failed", "unknown")
+        ]
+    if kind is guards.ConfirmationRefused:
+        return [kind(outcome) for outcome in ("declined", "cancelled", "unsupported", "not_asked")]
     if kind is AuditUnavailable:
         return [kind("audit log not writable (OSError: No space left on device)")]
     raise AssertionError(f"add {kind.__name__} to this test")
