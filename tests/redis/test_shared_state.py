@@ -182,3 +182,26 @@ def test_the_state_url_password_never_shows_in_a_config_error() -> None:
         )
 
     assert "hunter2" not in str(caught.value)
+
+
+async def test_duplicate_and_restart_loop_guards_are_shared_by_replicas(
+    redis_server, tmp_path, audit, clock, infrabox
+) -> None:
+    rerun = infrabox.post(f"/projects/{PROJECT_ID}/jobs/{JOB_ID}/rerun").respond(200, json={})
+    guarded = {"dedupe_seconds": 0.5, "max_restarts_per_build": 2}  # TTLs run on Redis' clock: keep them short
+    (one, _), (two, _) = (
+        replica(redis_server, tmp_path, audit, clock, **guarded),
+        replica(redis_server, tmp_path, audit, clock, **guarded),
+    )
+    async with Client(one) as a, Client(two) as b:
+        first = await a.call_tool("rerun_job", ABORT)
+        duplicate = await b.call_tool("rerun_job", ABORT)
+        await anyio.sleep(0.6)
+        second = await b.call_tool("rerun_job", ABORT)
+        await anyio.sleep(0.6)
+        third = await a.call_tool("rerun_job", ABORT)
+
+    assert first.is_error is False and second.is_error is False
+    assert duplicate.structured_content["replayed"] is True
+    assert third.is_error and "Restart-loop guard: 2 restart/rerun requests" in third.content[0].text
+    assert rerun.call_count == 2
