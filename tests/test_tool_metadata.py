@@ -55,3 +55,39 @@ async def test_trigger_tools_take_exactly_the_contract_arguments(make_server) ->
         assert schemas[name]["required"] == ["project_id", "job_id"]
         assert set(schemas[name]["properties"]) == {"project_id", "job_id"}
         assert schemas[name]["properties"]["job_id"]["format"] == "uuid"
+
+
+async def test_tool_definitions_stay_within_their_context_budget(make_server) -> None:
+    """Every tools/list byte is paid in the agent's context on every turn (issue targets: 16,000 / 5,000)."""
+    import json
+
+    async with Client(make_server()) as client:
+        tools = (await client.list_tools()).tools
+    sizes = {
+        t.name: len(
+            json.dumps(t.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+        )
+        for t in tools
+    }
+
+    assert sum(sizes.values()) <= 16_000, sizes
+    assert sum(sizes[name] for name in TRIGGER_TOOLS) <= 5_000, sizes
+
+
+async def test_published_output_schemas_accept_what_the_tools_return(make_server, infrabox) -> None:
+    import jsonschema
+
+    from tests.conftest import BUILD_ID, PROJECT_ID
+
+    infrabox.get(f"/projects/{PROJECT_ID}/builds/{BUILD_ID}").respond(
+        200, json={"id": BUILD_ID, "build_number": 7}
+    )
+    infrabox.get(f"/projects/{PROJECT_ID}/builds/{BUILD_ID}/jobs").respond(
+        200, json=[{"id": BUILD_ID, "name": "test", "state": "failure", "message": None}]
+    )
+    async with Client(make_server()) as client:
+        schemas = {t.name: t.output_schema for t in (await client.list_tools()).tools}
+        result = await client.call_tool("get_build", {"project_id": PROJECT_ID, "build_id": BUILD_ID})
+
+    jsonschema.validate(result.structured_content, schemas["get_build"])
+    assert set(schemas["get_build"]["properties"]) == set(result.structured_content)

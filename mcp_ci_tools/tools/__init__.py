@@ -5,6 +5,7 @@ from __future__ import annotations
 from mcp.server import MCPServer
 
 from mcp_ci_tools.tools import build_reads, builds, diagnose, identity, job_reads, jobs, projects, wait
+from mcp_ci_tools.tools._compact import compact_tools
 from mcp_ci_tools.tools._deps import Caller, Deps, InFlight
 
 __all__ = ["Caller", "Deps", "InFlight", "register_all"]
@@ -23,3 +24,4 @@ def register_all(server: MCPServer, deps: Deps, *, toolsets: tuple[str, ...] = (
         builds.register(server, deps)
         jobs.register(server, deps)
     identity.register(server, deps)
+    compact_tools(server)

@@ -19,14 +19,10 @@ _UUID_SCHEMA = {
 # with an actionable message instead of the SDK's raw validation error. The schema still says "uuid".
 ProjectId = Annotated[
     str,
-    Field(description="InfraBox project id (UUID), e.g. from list_projects", json_schema_extra=_UUID_SCHEMA),
+    Field(description="from list_projects", json_schema_extra=_UUID_SCHEMA),
 ]
-BuildId = Annotated[
-    str, Field(description="InfraBox build id (UUID), e.g. from list_builds", json_schema_extra=_UUID_SCHEMA)
-]
-JobId = Annotated[
-    str, Field(description="InfraBox job id (UUID), e.g. from get_build", json_schema_extra=_UUID_SCHEMA)
-]
+BuildId = Annotated[str, Field(description="from list_builds", json_schema_extra=_UUID_SCHEMA)]
+JobId = Annotated[str, Field(description="from get_build", json_schema_extra=_UUID_SCHEMA)]
 
 
 class BudgetOut(BaseModel):

@@ -42,11 +42,9 @@ def register(server: MCPServer, deps: Deps) -> None:
         name="restart_build",
         title="Restart InfraBox build",
         description=(
-            "Restart a whole InfraBox build. InfraBox creates a NEW build with the same build number and commit "
-            "and restart_counter + 1, holding a queued 'Create Jobs' seed job; all jobs run again when the seed "
-            "runs. The old build is left as it is. Works on running builds too. Uses one slot of the trigger "
-            "budget (shared by all restart/rerun/abort tools). To re-run only failed jobs, prefer restart_job or "
-            "rerun_job."
+            "Restart a build: InfraBox creates a new build (same number and commit, restart_counter + 1) whose "
+            "jobs all run again; the old build stays. Works on running builds too. To re-run only failed jobs use "
+            "restart_job or rerun_job."
         ),
         annotations=ToolAnnotations(
             title="Restart InfraBox build",
@@ -102,12 +100,11 @@ def register(server: MCPServer, deps: Deps) -> None:
         name="abort_build",
         title="Abort InfraBox build",
         description=(
-            "Abort every job of an InfraBox build. Abort is asynchronous: InfraBox records an abort request per "
-            "job and its scheduler later sets queued, scheduled and running jobs to 'killed'; finished jobs stay "
-            "as they are. Uses one slot of the trigger budget. Check the result with get_build after a few seconds."
+            "Abort a build: InfraBox's scheduler later kills its queued and running jobs (asynchronous; "
+            "finished jobs stay). Check with get_build."
         ),
         annotations=ToolAnnotations(
-            title="Abort InfraBox build (kills its running jobs)",
+            title="Abort InfraBox build",
             read_only_hint=False,
             destructive_hint=True,
             idempotent_hint=False,

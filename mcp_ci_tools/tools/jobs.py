@@ -67,13 +67,12 @@ def register(server: MCPServer, deps: Deps) -> None:
         name="restart_job",
         title="Restart InfraBox job and its downstream jobs",
         description=(
-            "Restart one finished/failed/killed/unstable job of a build AND every job downstream of it: InfraBox "
-            "clones them all as new queued jobs named with a .N suffix, rewires their dependencies, and marks the "
-            "originals restarted. Only run_project_container / run_docker_compose jobs; every dependent must be "
-            "finished or queued. To run only this one job again, use rerun_job. Uses one slot of the trigger budget."
+            "Restart a failed or finished job AND every job downstream of it: InfraBox clones them as new "
+            "queued jobs (name.1) and marks the originals restarted. Only run_* jobs whose dependents are finished "
+            "or queued. For this job alone use rerun_job."
         ),
         annotations=ToolAnnotations(
-            title="Restart InfraBox job (and its downstream jobs)",
+            title="Restart InfraBox job and downstream",
             read_only_hint=False,
             destructive_hint=False,
             idempotent_hint=False,
@@ -113,13 +112,11 @@ def register(server: MCPServer, deps: Deps) -> None:
         name="rerun_job",
         title="Rerun one InfraBox job",
         description=(
-            "Run ONE finished/failed/killed/unstable job again: InfraBox clones only this job (name with a .N "
-            "suffix); downstream jobs are not cloned, so jobs skipped because of it stay skipped (use restart_job "
-            "for the whole downstream chain). Its parent jobs must not be running. Uses one slot of the trigger "
-            "budget."
+            "Rerun ONE failed or finished job: InfraBox clones only it (name.1); jobs skipped because of it stay "
+            "skipped (restart_job reruns those too). Its parents must not be running."
         ),
         annotations=ToolAnnotations(
-            title="Rerun InfraBox job (this job only)",
+            title="Rerun one InfraBox job",
             read_only_hint=False,
             destructive_hint=False,
             idempotent_hint=False,
@@ -162,12 +159,11 @@ def register(server: MCPServer, deps: Deps) -> None:
         name="abort_job",
         title="Abort InfraBox job",
         description=(
-            "Abort one queued, scheduled or running InfraBox job. Abort is asynchronous: InfraBox records the "
-            "request and its scheduler later sets the job to 'killed'; on a finished job nothing happens. Uses one "
-            "slot of the trigger budget."
+            "Abort one queued or running job (asynchronous: InfraBox's scheduler kills it; a finished job is "
+            "unchanged)."
         ),
         annotations=ToolAnnotations(
-            title="Abort InfraBox job (kills it)",
+            title="Abort InfraBox job",
             read_only_hint=False,
             destructive_hint=True,
             idempotent_hint=False,

@@ -188,7 +188,10 @@ async def test_duplicate_and_restart_loop_guards_are_shared_by_replicas(
     redis_server, tmp_path, audit, clock, infrabox
 ) -> None:
     rerun = infrabox.post(f"/projects/{PROJECT_ID}/jobs/{JOB_ID}/rerun").respond(200, json={})
-    guarded = {"dedupe_seconds": 0.5, "max_restarts_per_build": 2}  # TTLs run on Redis' clock: keep them short
+    guarded = {
+        "dedupe_seconds": 0.5,
+        "max_restarts_per_build": 2,
+    }  # TTLs run on Redis' clock: keep them short
     (one, _), (two, _) = (
         replica(redis_server, tmp_path, audit, clock, **guarded),
         replica(redis_server, tmp_path, audit, clock, **guarded),
