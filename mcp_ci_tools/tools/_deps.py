@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio
 
@@ -13,7 +15,7 @@ from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
 from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
 from mcp_ci_tools.state import MemoryState
 
-__all__ = ["Caller", "Deps", "InFlight"]
+__all__ = ["Caller", "Deps", "InFlight", "counted_in_flight"]
 
 
 class InFlight:
@@ -54,3 +56,20 @@ class Deps:
     dedupe: Dedupe = field(default_factory=lambda: Dedupe(MemoryState(), window_s=0, in_flight_ttl_s=0))
     confirm_tools: frozenset[str] = frozenset()
     sleep: Sleep = anyio.sleep
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def counted_in_flight(
+    pipeline: Callable[Concatenate[Deps, P], Awaitable[R]],
+) -> Callable[Concatenate[Deps, P], Awaitable[R]]:
+    """Count the calls of a tool pipeline in `deps.inflight` while they run."""
+
+    @functools.wraps(pipeline)
+    async def counted(deps: Deps, *args: P.args, **kwargs: P.kwargs) -> R:
+        with deps.inflight:
+            return await pipeline(deps, *args, **kwargs)
+
+    return counted

@@ -15,13 +15,14 @@ import anyio
 from mcp.types import ToolAnnotations
 
 from mcp_ci_tools.audit import AuditRecord, Outcome
-from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job
+from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job, Page
 from mcp_ci_tools.policy import PolicyDenied, parse_id
-from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._deps import Deps, counted_in_flight
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
+from mcp_ci_tools.tools._views import problem_first
 from mcp_ci_tools.tools._write import audit_id, write_or_log
 
-__all__ = ["ReadCall", "gather", "learn_lineage", "read_annotations", "run_read"]
+__all__ = ["ReadCall", "build_with_jobs", "gather", "learn_lineage", "read_annotations", "run_read"]
 
 ResultT = TypeVar("ResultT")
 
@@ -39,6 +40,18 @@ async def learn_lineage(
     for build in builds:
         await deps.lineage.learn_build(str(project), build.id, build.build_number)
     await deps.lineage.learn_jobs(str(project), ((job.id, job.build_id) for job in jobs))
+
+
+async def build_with_jobs(deps: Deps, call: ReadCall) -> tuple[Build, Page[Job], list[Job]]:
+    """A build and all its jobs, fetched together; the jobs again with problem jobs first. Teaches the lineage."""
+    build_id = call.ids["build_id"]
+    build, page = await gather(
+        lambda: call.client.get_build(call.project, build_id, request_id=call.request_id),
+        lambda: call.client.list_jobs(call.project, build_id, request_id=call.request_id),
+    )
+    ordered = problem_first(page.items)
+    await learn_lineage(deps, call.project, builds=[build], jobs=ordered)
+    return build, page, ordered
 
 
 async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
@@ -74,7 +87,8 @@ class ReadCall:
         return self.ids["project_id"]
 
 
-async def _run_read(
+@counted_in_flight
+async def run_read(
     deps: Deps,
     *,
     tool: str,
@@ -85,6 +99,7 @@ async def _run_read(
     validate: Callable[[], None] | None = None,
     detail: Callable[[ResultT], dict[str, Any]] | None = None,
 ) -> ResultT:
+    """Run one read tool call, or raise `ToolError`. `validate` checks other arguments before any budget."""
     caller = deps.caller()
     request_id = deps.new_request_id()
     started = deps.clock()
@@ -136,21 +151,3 @@ async def _run_read(
         raise to_tool_error(error, target) from None
     audit("allowed", "success", http_status=200, detail=detail(result) if detail else {})
     return result
-
-
-async def run_read(
-    deps: Deps,
-    *,
-    tool: str,
-    kind: str,
-    ids: Mapping[str, str],
-    needs: Mapping[str, int],
-    fetch: Callable[[ReadCall], Awaitable[ResultT]],
-    validate: Callable[[], None] | None = None,
-    detail: Callable[[ResultT], dict[str, Any]] | None = None,
-) -> ResultT:
-    """Run one read tool call, or raise `ToolError`. `validate` checks other arguments before any budget."""
-    with deps.inflight:
-        return await _run_read(
-            deps, tool=tool, kind=kind, ids=ids, needs=needs, fetch=fetch, validate=validate, detail=detail
-        )

@@ -21,6 +21,7 @@ __all__ = [
     "clip",
     "fit",
     "job_views",
+    "problem_first",
     "rendered_size",
     "state_counts",
 ]
@@ -149,6 +150,22 @@ def job_views(jobs: Sequence[Job], now: float, *, build_jobs: Sequence[Job] | No
         )
         for job in jobs
     ]
+
+
+# Problem jobs first, so a cut list still shows what an agent came for.
+_STATE_ORDER = {
+    "failure": 0,
+    "error": 1,
+    "unstable": 2,
+    "killed": 3,
+    "running": 4,
+    "scheduled": 5,
+    "queued": 6,
+}
+
+
+def problem_first(jobs: Sequence[Job]) -> list[Job]:
+    return sorted(jobs, key=lambda j: (_STATE_ORDER.get(j.state or "", 9), j.name or ""))
 
 
 def state_counts(jobs: Iterable[Job]) -> dict[str, int]:

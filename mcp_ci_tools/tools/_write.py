@@ -22,7 +22,7 @@ from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Outcome
 from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, WriteAnswer
 from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate
 from mcp_ci_tools.policy import BudgetState, PolicyDenied, describe_value, parse_id
-from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._deps import Deps, counted_in_flight
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 
 __all__ = [
@@ -96,7 +96,8 @@ def _replayed_answer(record: DedupeRecord) -> WriteAnswer:
     return answer_type(**fields)
 
 
-async def _run_trigger(
+@counted_in_flight
+async def run_trigger(
     deps: Deps,
     *,
     tool: str,
@@ -107,6 +108,12 @@ async def _run_trigger(
     send: Callable[..., Awaitable[AnswerT]],
     confirmation: ConfirmOutcome,
 ) -> TriggerDone[AnswerT]:
+    """Run one trigger call through the pipeline, or raise `ToolError`.
+
+    `send` is the `InfraBoxClient` method to call, e.g. `InfraBoxClient.restart_build`; it is called on the
+    caller's own client as `send(client, project_uuid, target_uuid, request_id=...)`. `confirmation` is what
+    the user answered, for tools that must be confirmed.
+    """
     caller = deps.caller()
     request_id = deps.new_request_id()
     started = deps.clock()
@@ -274,33 +281,3 @@ async def would_send(
         return await deps.trigger_budget.has_room(caller.fingerprint)
     except PolicyDenied:
         return False
-
-
-async def run_trigger(
-    deps: Deps,
-    *,
-    tool: str,
-    action: str,
-    kind: Literal["build", "job"],
-    project_id: str,
-    target_id: str,
-    send: Callable[..., Awaitable[AnswerT]],
-    confirmation: ConfirmOutcome = "not_required",
-) -> TriggerDone[AnswerT]:
-    """Run one trigger call through the pipeline, or raise `ToolError`.
-
-    `send` is the `InfraBoxClient` method to call, e.g. `InfraBoxClient.restart_build`; it is called on the
-    caller's own client as `send(client, project_uuid, target_uuid, request_id=...)`. `confirmation` is what
-    the user answered, for tools that must be confirmed.
-    """
-    with deps.inflight:
-        return await _run_trigger(
-            deps,
-            tool=tool,
-            action=action,
-            kind=kind,
-            project_id=project_id,
-            target_id=target_id,
-            send=send,
-            confirmation=confirmation,
-        )

@@ -7,29 +7,14 @@ from typing import Annotated
 from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
-from mcp_ci_tools.client import Job
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BuildId, ProjectId
-from mcp_ci_tools.tools._read import ReadCall, gather, learn_lineage, read_annotations, run_read
+from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, BuildView, JobView, fit, job_views, state_counts
 
-__all__ = ["GetBuildResult", "ListBuildsResult", "problem_first", "register"]
+__all__ = ["GetBuildResult", "ListBuildsResult", "register"]
 
 MAX_BUILDS = 50
-# Problem jobs first, so a cut list still shows what an agent came for.
-_STATE_ORDER = {
-    "failure": 0,
-    "error": 1,
-    "unstable": 2,
-    "killed": 3,
-    "running": 4,
-    "scheduled": 5,
-    "queued": 6,
-}
-
-
-def problem_first(jobs: list[Job]) -> list[Job]:
-    return sorted(jobs, key=lambda j: (_STATE_ORDER.get(j.state or "", 9), j.name or ""))
 
 
 class ListBuildsResult(BaseModel):
@@ -124,12 +109,7 @@ def register(server: MCPServer, deps: Deps) -> None:
     )
     async def get_build(project_id: ProjectId, build_id: BuildId) -> GetBuildResult:
         async def fetch(call: ReadCall) -> GetBuildResult:
-            build, jobs = await gather(
-                lambda: call.client.get_build(call.project, call.ids["build_id"], request_id=call.request_id),
-                lambda: call.client.list_jobs(call.project, call.ids["build_id"], request_id=call.request_id),
-            )
-            await learn_lineage(deps, call.project, builds=[build], jobs=problem_first(jobs.items))
-            ordered = problem_first(jobs.items)
+            build, jobs, ordered = await build_with_jobs(deps, call)
             views = fit(job_views(ordered, deps.clock(), build_jobs=jobs.items), MAX_OUTPUT_BYTES - 6_000)
             total = max(jobs.total or 0, len(jobs.items))
             return GetBuildResult(

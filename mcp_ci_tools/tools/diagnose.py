@@ -13,7 +13,7 @@ from mcp_ci_tools.actions import TERMINAL_STATES
 from mcp_ci_tools.client import InfraBoxError, Job
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BuildId, ProjectId
-from mcp_ci_tools.tools._read import ReadCall, gather, learn_lineage, read_annotations, run_read
+from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
 from mcp_ci_tools.tools._views import (
     MAX_OUTPUT_BYTES,
     BuildView,
@@ -23,7 +23,6 @@ from mcp_ci_tools.tools._views import (
     rendered_size,
     state_counts,
 )
-from mcp_ci_tools.tools.build_reads import problem_first
 from mcp_ci_tools.tools.job_reads import TestView, bounded_log, test_views
 
 __all__ = ["PROBLEM_STATES", "DiagnoseResult", "ProblemJob", "register", "summarize"]
@@ -108,13 +107,8 @@ def register(server: MCPServer, deps: Deps) -> None:
     )
     async def diagnose_build(project_id: ProjectId, build_id: BuildId) -> DiagnoseResult:
         async def fetch(call: ReadCall) -> DiagnoseResult:
-            build, page = await gather(
-                lambda: call.client.get_build(call.project, call.ids["build_id"], request_id=call.request_id),
-                lambda: call.client.list_jobs(call.project, call.ids["build_id"], request_id=call.request_id),
-            )
+            build, page, ordered = await build_with_jobs(deps, call)
             jobs: list[Job] = page.items
-            ordered = problem_first(jobs)
-            await learn_lineage(deps, call.project, builds=[build], jobs=ordered)
             problems = [j for j in ordered if j.state in PROBLEM_STATES]
             left_out: list[str] = []
             key = call.fingerprint

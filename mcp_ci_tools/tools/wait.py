@@ -12,9 +12,8 @@ from mcp_ci_tools.actions import ACTIVE_STATES, TERMINAL_STATES
 from mcp_ci_tools.policy import BudgetExhausted
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BuildId, ProjectId
-from mcp_ci_tools.tools._read import ReadCall, gather, learn_lineage, read_annotations, run_read
-from mcp_ci_tools.tools._views import BuildView, job_views, state_counts
-from mcp_ci_tools.tools.build_reads import problem_first
+from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
+from mcp_ci_tools.tools._views import BuildView, job_views, problem_first, state_counts
 from mcp_ci_tools.tools.diagnose import PROBLEM_STATES, ProblemJob, summarize
 
 __all__ = ["WaitForBuildResult", "register"]
@@ -63,17 +62,9 @@ def register(server: MCPServer, deps: Deps) -> None:
             deadline = started + applied
             delay, polls, note, out_of_budget = floor, 0, None, False
             while True:
-                build, page = await gather(
-                    lambda: call.client.get_build(
-                        call.project, call.ids["build_id"], request_id=call.request_id
-                    ),
-                    lambda: call.client.list_jobs(
-                        call.project, call.ids["build_id"], request_id=call.request_id
-                    ),
-                )
+                build, page, _ = await build_with_jobs(deps, call)
                 polls += 1
                 jobs = page.items
-                await learn_lineage(deps, call.project, builds=[build], jobs=jobs)
                 done = sum(job.state in TERMINAL_STATES for job in jobs)
                 await ctx.report_progress(
                     done, len(jobs), f"{done} of {len(jobs)} jobs ended; build {build.status}"
