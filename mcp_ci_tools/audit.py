@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -76,6 +76,9 @@ class AuditRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+_FIELDS = tuple(f.name for f in fields(AuditRecord))
+
+
 class AuditLog:
     """Writes `AuditRecord`s to a sink, each as one JSON line with a timestamp."""
 
@@ -93,14 +96,14 @@ class AuditLog:
             ) from error
 
     def render(self, record: AuditRecord) -> str:
-        fields = asdict(record)
-        if not fields["detail"]:
-            del fields["detail"]
+        values = {name: getattr(record, name) for name in _FIELDS}
+        if not values["detail"]:
+            del values["detail"]
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(self._clock(), UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
-            "token": fields.pop("token"),
+            "token": values.pop("token"),
         }
-        line.update({key: value for key, value in fields.items() if value is not None})
+        line.update({key: value for key, value in values.items() if value is not None})
         return json.dumps(line, separators=(",", ":"), ensure_ascii=False)

@@ -17,6 +17,7 @@ nothing else here catches httpx exceptions. A write is retried only when it was 
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import math
 import re
@@ -25,19 +26,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:  # httpx and tenacity load on the first request: a stdio start-up lists tools without them
+    import httpx
+    from tenacity import RetryCallState
 
 import anyio
-import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
 
 from mcp_ci_tools import __version__
 
@@ -70,8 +66,23 @@ log = logging.getLogger("mcp_ci_tools.client")
 
 Sleep = Callable[[float], Awaitable[None]]
 
-# Only these mean the request never left this machine, so only these may be retried for a write.
-_CERTAINLY_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+@functools.cache
+def _certainly_not_sent() -> tuple[type[Exception], ...]:
+    """Only these mean the request never left this machine, so only these may be retried for a write."""
+    import httpx
+
+    return (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@functools.cache
+def _read_retryable() -> tuple[type[Exception], ...]:
+    """Reads are idempotent: any transport failure may be retried, a dropped connection included."""
+    import httpx
+
+    return (httpx.TransportError, _RetryableStatus)
+
+
 _MAX_ATTEMPTS = 3
 _MAX_RETRY_SECONDS = 10.0
 _DEFAULT_RETRY_AFTER_S = 60
@@ -296,16 +307,16 @@ def _int_or_none(value: object) -> int | None:
 class _Pool:
     """The one httpx client (connection pool) shared by every token's view of InfraBox."""
 
-    def __init__(self, api_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
-        self._api_url = api_url
+    def __init__(self, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
         self._timeout = timeout
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
 
     def get(self) -> httpx.AsyncClient:
         if self._http is None or self._http.is_closed:
+            import httpx
+
             self._http = httpx.AsyncClient(
-                base_url=self._api_url + "/",
                 transport=self._transport,
                 timeout=self._timeout,
                 follow_redirects=False,
@@ -342,7 +353,7 @@ class InfraBoxClient:
         self._token = token
         self._sleep = sleep
         self._clock = clock
-        self._pool = _pool or _Pool(self.api_url, timeout, transport)
+        self._pool = _pool or _Pool(timeout, transport)
 
     def with_token(self, token: str) -> InfraBoxClient:
         return InfraBoxClient(self._base_url, token, sleep=self._sleep, clock=self._clock, _pool=self._pool)
@@ -495,17 +506,19 @@ class InfraBoxClient:
     ) -> httpx.Response:
         if self._token is None:
             raise RuntimeError("InfraBoxClient has no token: use with_token() first")
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
+
         client = self._pool.get()
         request = client.build_request(
             method,
-            path,
+            f"{self.api_url}/{path}",  # absolute: httpx then parses the URL once instead of merging it
             params=params,
             headers={"Authorization": f"Bearer {self._token}", "X-Request-ID": request_id},
         )
         now = self._clock
         with _translate_transport_errors(request_id=request_id, write=write):
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_CERTAINLY_NOT_SENT if write else _READ_RETRYABLE),
+                retry=retry_if_exception_type(_certainly_not_sent() if write else _read_retryable()),
                 stop=stop_after_attempt(_MAX_ATTEMPTS) | stop_before_delay(_MAX_RETRY_SECONDS),
                 wait=_wait_for_retry,
                 sleep=self._sleep,
@@ -530,17 +543,21 @@ class _RetryableStatus(Exception):
 
 
 _READ_RETRY_STATUSES = frozenset({502, 503, 504})
-# Reads are idempotent: any transport failure may be retried, a dropped connection included.
-_READ_RETRYABLE = (httpx.TransportError, _RetryableStatus)
 _MAX_HONOURED_RETRY_AFTER_S = 10
-_backoff = wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5)
+
+
+@functools.cache
+def _backoff() -> Callable[[RetryCallState], float]:
+    from tenacity import wait_exponential_jitter
+
+    return wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5)
 
 
 def _wait_for_retry(state: RetryCallState) -> float:
     error = state.outcome.exception() if state.outcome else None
     if isinstance(error, _RetryableStatus) and error.wait_s is not None:
         return error.wait_s
-    return _backoff(state)
+    return _backoff()(state)
 
 
 def _raise_retryable_status(response: httpx.Response, *, request_id: str, now: float) -> None:
@@ -592,12 +609,14 @@ def _log_retry(state: RetryCallState) -> None:
 
 @contextmanager
 def _translate_transport_errors(*, request_id: str, write: bool) -> Iterator[None]:
+    import httpx
+
     try:
         yield
     except _RetryableStatus as error:
         _raise_for_status(error.response, request_id=request_id, write=write, now=time.time())
         raise  # pragma: no cover - 5xx always raises above
-    except _CERTAINLY_NOT_SENT as error:
+    except _certainly_not_sent() as error:
         raise InfraBoxUnreachable(
             f"could not connect to InfraBox ({type(error).__name__})", request_id=request_id
         ) from error

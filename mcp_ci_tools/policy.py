@@ -16,15 +16,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
 
 from mcp_ci_tools.state import MemoryState, State, StateUnavailable
+
+if TYPE_CHECKING:  # limits loads with the first budget check, not at start-up
+    from limits.aio.storage import Storage
 
 __all__ = [
     "Budget",
@@ -199,24 +198,49 @@ class Budget:
         limit: int,
         *,
         window_s: int = WINDOW_SECONDS,
-        storage: Storage | None = None,
+        storage: Storage | Callable[[], Storage] | None = None,
         clock: Clock = time.time,
         timeout: float | None = None,
     ) -> None:
         self.name = name
         self.limit = limit
         self.window_s = window_s
-        self._item = (
-            RateLimitItemPerMinute(limit)
-            if window_s == WINDOW_SECONDS
-            else RateLimitItemPerSecond(limit, window_s)
-        )
-        self._limiter = MovingWindowRateLimiter(storage if storage is not None else MemoryStorage())
+        self._storage = storage
         self._clock = clock
         self._timeout = timeout
+        self._limiter_and_item: tuple[Any, Any] | None = None
+
+    def _setup(self) -> tuple[Any, Any]:
+        if self._limiter_and_item is None:  # limits loads with the first budget check, not at start-up
+            from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
+            from limits.aio.storage import MemoryStorage
+            from limits.aio.strategies import MovingWindowRateLimiter
+
+            item = (
+                RateLimitItemPerMinute(self.limit)
+                if self.window_s == WINDOW_SECONDS
+                else RateLimitItemPerSecond(self.limit, self.window_s)
+            )
+            storage = self._storage() if callable(self._storage) else self._storage
+            if storage is None:
+                storage = MemoryStorage()
+            self._limiter_and_item = (MovingWindowRateLimiter(storage), item)
+        return self._limiter_and_item
+
+    @property
+    def _limiter(self) -> Any:
+        return self._setup()[0]
+
+    @property
+    def _item(self) -> Any:
+        return self._setup()[1]
 
     async def _guarded(self, operation: Callable[[], Awaitable[T]]) -> T:
+        from limits.errors import StorageError
+
         try:
+            if self._timeout is None:
+                return await operation()
             with anyio.fail_after(self._timeout):
                 return await operation()
         except (StorageError, TimeoutError, OSError) as error:
@@ -284,6 +308,10 @@ class ReadBudgets:
         """
 
         async def reserve_in(buckets: Mapping[str, Budget]) -> None:
+            if len(needs) == 1:  # one bucket: the atomic hit alone decides, and consumes nothing when refused
+                [(bucket, cost)] = needs.items()
+                await buckets[bucket].take(key, cost)
+                return
             for bucket, cost in needs.items():
                 if not await buckets[bucket].has_room(key, cost):
                     raise BudgetExhausted(bucket, await buckets[bucket].peek(key))

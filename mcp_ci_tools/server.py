@@ -7,9 +7,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
@@ -24,6 +24,9 @@ from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
 from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
 from mcp_ci_tools.state import State, open_state
 from mcp_ci_tools.tools import Caller, Deps, InFlight, register_all
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["InfraBoxTokenVerifier", "build_server"]
 
@@ -120,10 +123,10 @@ def build_server(
             settings.allow_trigger, state=state, ttl_s=settings.permission_ttl, clock=clock
         ),
         trigger_budget=Budget(
-            "trigger", settings.trigger_per_minute, storage=state.storage, clock=clock, timeout=timeout
+            "trigger", settings.trigger_per_minute, storage=lambda: state.storage, clock=clock, timeout=timeout
         ),
         read_budgets=ReadBudgets(
-            budgets(state.storage, timeout),
+            budgets(lambda: state.storage, timeout),
             # Triggers never fall back to a per-process budget; reads may, since they change nothing.
             fallback=budgets(None, None) if state.shared else None,
         ),
@@ -139,7 +142,7 @@ def build_server(
                 "restarts",
                 settings.max_restarts_per_build,
                 window_s=settings.restart_window,
-                storage=state.storage,
+                storage=lambda: state.storage,
                 clock=clock,
                 timeout=timeout,
             )

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-from limits.aio.storage import MemoryStorage, Storage
-from limits.errors import StorageError
+
+if TYPE_CHECKING:
+    from limits.aio.storage import Storage
 
 __all__ = ["MemoryState", "RedisState", "State", "StateUnavailable", "masked_url", "open_state"]
 
@@ -72,9 +73,17 @@ class State:
 
 class MemoryState(State):
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self.storage = MemoryStorage()
+        self._storage: Storage | None = None
         self._clock = clock
         self._values: dict[str, tuple[str, float]] = {}
+
+    @property  # type: ignore[override]
+    def storage(self) -> Storage:
+        if self._storage is None:  # limits loads with the first budget check, not at start-up
+            from limits.aio.storage import MemoryStorage
+
+            self._storage = MemoryStorage()
+        return self._storage
 
     def _live(self, key: str) -> str | None:
         entry = self._values.get(key)
@@ -132,6 +141,8 @@ class RedisState(State):
         return self._prefix + key
 
     async def _call(self, operation: Callable[[], Any]) -> Any:
+        from limits.errors import StorageError
+
         try:
             with anyio.fail_after(self._timeout * 4):
                 return await operation()
