@@ -43,9 +43,12 @@ class JsonlFileSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._directory_made = False
 
     def write(self, line: str, *, durable: bool) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self._directory_made:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._directory_made = True
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             data = (line + "\n").encode()
