@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format bench demo sandbox clean
+.PHONY: install test lint format bench bench-smoke bench-profile demo sandbox clean
 
 install: $(STAMP)
 
@@ -26,6 +26,17 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+bench-smoke: $(STAMP)
+	$(PY) -m benchmarks --smoke
+
+bench-profile: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m benchmarks.profile startup
+	$(PY) -m benchmarks.profile call
+
 demo: $(STAMP)
 	$(VENV)/bin/mcp-ci-tools demo
 
@@ -33,4 +44,4 @@ sandbox: $(STAMP)
 	$(VENV)/bin/mcp-ci-tools sandbox
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache benchmarks/.node-peers benchmarks/.venv-peers

@@ -123,7 +123,11 @@ def build_server(
             settings.allow_trigger, state=state, ttl_s=settings.permission_ttl, clock=clock
         ),
         trigger_budget=Budget(
-            "trigger", settings.trigger_per_minute, storage=lambda: state.storage, clock=clock, timeout=timeout
+            "trigger",
+            settings.trigger_per_minute,
+            storage=lambda: state.storage,
+            clock=clock,
+            timeout=timeout,
         ),
         read_budgets=ReadBudgets(
             budgets(lambda: state.storage, timeout),
