@@ -8,6 +8,7 @@ mcp-ci-tools demo               play a scripted agent session against the sandbo
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -59,6 +60,7 @@ def _serve_http(settings: Settings) -> int:
     state = open_state(settings.state_url, prefix=settings.state_prefix, timeout=settings.state_timeout)
     server = build_server(settings, inflight=inflight, state=state)
     app = build_http_app(server, settings, readiness=state.ready)
+    _start_up_done()
     if settings.state_url:
         log.info(
             "budgets, learned permissions and guards are shared through %s", masked_url(settings.state_url)
@@ -80,8 +82,17 @@ def _serve_http(settings: Settings) -> int:
     return 0
 
 
+def _start_up_done() -> None:
+    # Start-up only creates long-lived objects (models, schemas, tools): collecting them would be wasted work.
+    gc.freeze()
+    gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    gc.disable()
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["sandbox"], ["demo"]):
+        gc.enable()
     if args[:1] == ["sandbox"]:
         from mcp_ci_tools.sandbox.__main__ import main as sandbox_main
 
@@ -108,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.transport != "stdio":
         return _serve_http(settings)
     server = build_server(settings)
+    _start_up_done()
     log.info(
         "serving MCP over stdio for %s with token %s (trigger %s, audit log %s)",
         settings.infrabox_url,
