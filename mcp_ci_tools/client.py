@@ -84,6 +84,8 @@ def _read_retryable() -> tuple[type[Exception], ...]:
 
 
 _MAX_ATTEMPTS = 3
+# httpcore scans its whole pool on every request: more connections than this cost more than they bring.
+_POOL_SIZE = 16
 _MAX_RETRY_SECONDS = 10.0
 _DEFAULT_RETRY_AFTER_S = 60
 _REASON_LIMIT = 300
@@ -320,6 +322,7 @@ class _Pool:
                 transport=self._transport,
                 timeout=self._timeout,
                 follow_redirects=False,
+                limits=httpx.Limits(max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE),
                 headers={"User-Agent": f"mcp-ci-tools/{__version__}", "Accept": "application/json"},
             )
         return self._http
