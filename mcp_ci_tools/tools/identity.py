@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditRecord
+from mcp_ci_tools.policy import BudgetState, StateStoreUnavailable
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BudgetOut
 from mcp_ci_tools.tools._write import write_or_log
@@ -34,7 +35,7 @@ class WhoamiResult(BaseModel):
         description="sha256: + 12 hex digits; matches InfraBox's token_hash prefix"
     )
     trigger_permission: TriggerPermissionOut
-    trigger_budget: BudgetOut
+    trigger_budget: BudgetOut | None = Field(description="null while the shared state store is unavailable")
     read_budgets: dict[str, BudgetOut] = Field(
         description="per InfraBox read bucket: list_projects, list_builds, list_jobs, get_job_log"
     )
@@ -61,15 +62,20 @@ def register(server: MCPServer, deps: Deps) -> None:
     async def whoami() -> WhoamiResult:
         caller = deps.caller()
         permission = deps.permission
-        budget = await deps.trigger_budget.peek(caller.fingerprint)
-        refused = await permission.refused_at(caller.fingerprint)
-        allowed = permission.declared and refused is None
+        try:
+            budget: BudgetState | None = await deps.trigger_budget.peek(caller.fingerprint)
+            refused = await permission.refused_at(caller.fingerprint)
+        except StateStoreUnavailable:
+            budget, refused = None, None
+        allowed = permission.declared and refused is None and budget is not None
         refused_at = (
             None
             if refused is None
             else datetime.fromtimestamp(refused, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
-        if not allowed:
+        if budget is None:
+            hint = "The shared state store is not answering: trigger tools are refused until it does; reads work."
+        elif not allowed:
             hint = "Trigger tools are refused for this token; read tools work."
         elif budget.remaining == 0:
             hint = f"Trigger budget used up; the next slot frees in {budget.seconds_until_next_slot} s."
@@ -94,7 +100,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             trigger_permission=TriggerPermissionOut(
                 declared=permission.declared, refused_by_infrabox_at=refused_at, allowed=allowed
             ),
-            trigger_budget=BudgetOut.of(budget),
+            trigger_budget=None if budget is None else BudgetOut.of(budget),
             read_budgets={
                 bucket: BudgetOut.of(state)
                 for bucket, state in (await deps.read_budgets.states(caller.fingerprint)).items()

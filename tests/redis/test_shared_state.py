@@ -106,6 +106,7 @@ async def test_redis_down_refuses_triggers_serves_reads_and_recovers(
         refused = await client.call_tool("abort_job", ABORT)
         refusal_seconds = time.monotonic() - started
         served = await client.call_tool("list_projects", {})
+        who = await client.call_tool("whoami", {})
         not_ready = await probe.get("/readyz")
         healthy = await probe.get("/healthz")
 
@@ -116,6 +117,8 @@ async def test_redis_down_refuses_triggers_serves_reads_and_recovers(
     assert refused.is_error and "state store" in refused.content[0].text
     assert refusal_seconds < 3
     assert served.is_error is False and read.call_count == 1
+    assert who.is_error is False and who.structured_content["trigger_budget"] is None
+    assert who.structured_content["trigger_permission"]["allowed"] is False
     assert (not_ready.status_code, healthy.status_code) == (503, 200)
     assert recovered.is_error is False, recovered.content[0].text
     assert ready_again.status_code == 200
