@@ -248,11 +248,15 @@ class Budget:
 
     async def take(self, key: str, cost: int = 1) -> BudgetState:
         """Consume `cost` slots for `key` and return what is left, or raise `BudgetExhausted`."""
-        admitted = await self._guarded(lambda: self._limiter.hit(self._item, self.name, key, cost=cost))
+        admitted = await self.consume(key, cost)
         state = await self.peek(key)
         if not admitted:
             raise BudgetExhausted(self.name, state)
         return state
+
+    async def consume(self, key: str, cost: int = 1) -> bool:
+        """Consume `cost` slots for `key` if they are free (one atomic step); say whether they were."""
+        return await self._guarded(lambda: self._limiter.hit(self._item, self.name, key, cost=cost))
 
     async def has_room(self, key: str, cost: int = 1) -> bool:
         return await self._guarded(lambda: self._limiter.test(self._item, self.name, key, cost=cost))
@@ -260,7 +264,7 @@ class Budget:
     async def take_up_to(self, key: str, wanted: int) -> int:
         """Consume as many slots as are free, up to `wanted`; return how many were taken."""
         taken = 0
-        while taken < wanted and await self._guarded(lambda: self._limiter.hit(self._item, self.name, key)):
+        while taken < wanted and await self.consume(key):
             taken += 1
         return taken
 
@@ -308,15 +312,14 @@ class ReadBudgets:
         """
 
         async def reserve_in(buckets: Mapping[str, Budget]) -> None:
-            if len(needs) == 1:  # one bucket: the atomic hit alone decides, and consumes nothing when refused
-                [(bucket, cost)] = needs.items()
-                await buckets[bucket].take(key, cost)
-                return
+            if len(needs) > 1:  # check every bucket first, so a refused call normally takes nothing
+                for bucket, cost in needs.items():
+                    if not await buckets[bucket].has_room(key, cost):
+                        raise BudgetExhausted(bucket, await buckets[bucket].peek(key))
             for bucket, cost in needs.items():
-                if not await buckets[bucket].has_room(key, cost):
+                # A refused hit consumes nothing; only then is the state read, for the wait it reports.
+                if not await buckets[bucket].consume(key, cost):
                     raise BudgetExhausted(bucket, await buckets[bucket].peek(key))
-            for bucket, cost in needs.items():
-                await buckets[bucket].take(key, cost)
 
         await self._with_fallback(reserve_in)
 

@@ -24,8 +24,6 @@ __all__ = ["MemoryState", "RedisState", "State", "StateUnavailable", "masked_url
 
 log = logging.getLogger("mcp_ci_tools.state")
 
-REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
-
 
 class StateUnavailable(Exception):
     """The shared state store did not answer (in time)."""

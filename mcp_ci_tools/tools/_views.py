@@ -34,7 +34,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def clip(text: str | None, limit: int = _MESSAGE_CHARS) -> str | None:
-    """Mask secrets, fold whitespace runs in a one-line text and cut it to `limit` characters."""
+    """Mask secrets and cut the text to `limit` characters."""
     if not text:
         return text
     masked, _ = mask_secrets(text)
