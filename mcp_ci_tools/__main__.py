@@ -51,9 +51,10 @@ def _embedded_sandbox(environ: dict[str, str]) -> dict[str, str]:
 
 
 def _serve_http(settings: Settings) -> int:
+    from mcp_ci_tools.domain.masking import mask
     from mcp_ci_tools.http_app import build_http_app, serve_http
     from mcp_ci_tools.server import build_server
-    from mcp_ci_tools.state import masked_url, open_state
+    from mcp_ci_tools.state import open_state
     from mcp_ci_tools.tools import InFlight
 
     inflight = InFlight()
@@ -62,9 +63,7 @@ def _serve_http(settings: Settings) -> int:
     app = build_http_app(server, settings, readiness=state.ready)
     _start_up_done()
     if settings.state_url:
-        log.info(
-            "budgets, learned permissions and guards are shared through %s", masked_url(settings.state_url)
-        )
+        log.info("budgets, learned permissions and guards are shared through %s", mask(settings.state_url))
     paths = {"streamable-http": "/mcp", "sse": "/sse", "http": "/mcp and /sse"}[settings.transport]
     log.info(
         "serving MCP over %s at http://%s:%d (%s) for %s; callers authenticate with their own token "

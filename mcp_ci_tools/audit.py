@@ -10,19 +10,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-__all__ = [
-    "AuditLog",
-    "AuditRecord",
-    "AuditSink",
-    "AuditUnavailable",
-    "JsonlFileSink",
-]
+from mcp_ci_tools.domain.timestamps import Clock, rfc3339
+
+__all__ = ["AuditLog", "AuditRecord", "AuditSink", "AuditUnavailable", "Decision", "JsonlFileSink", "Outcome"]
 
 Decision = Literal["allowed", "denied"]
 Outcome = Literal["success", "error", "unknown", "denied"]
@@ -85,7 +79,7 @@ _FIELDS = tuple(f.name for f in fields(AuditRecord))
 class AuditLog:
     """Writes `AuditRecord`s to a sink, each as one JSON line with a timestamp."""
 
-    def __init__(self, sink: AuditSink, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, sink: AuditSink, *, clock: Clock = time.time) -> None:
         self._sink = sink
         self._clock = clock
 
@@ -103,9 +97,7 @@ class AuditLog:
         if not values["detail"]:
             del values["detail"]
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(self._clock(), UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "ts": rfc3339(self._clock(), milliseconds=True),
             "token": values.pop("token"),
         }
         line.update({key: value for key, value in values.items() if value is not None})

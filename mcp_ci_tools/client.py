@@ -20,10 +20,9 @@ import email.utils
 import functools
 import logging
 import math
-import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -36,6 +35,9 @@ import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mcp_ci_tools import __version__
+from mcp_ci_tools.domain.ids import canonical_uuid
+from mcp_ci_tools.domain.masking import mask
+from mcp_ci_tools.domain.timestamps import Clock, Sleep
 
 __all__ = [
     "Build",
@@ -64,8 +66,6 @@ __all__ = [
 
 log = logging.getLogger("mcp_ci_tools.client")
 
-Sleep = Callable[[float], Awaitable[None]]
-
 
 @functools.cache
 def _certainly_not_sent() -> tuple[type[Exception], ...]:
@@ -89,7 +89,6 @@ _POOL_SIZE = 16
 _MAX_RETRY_SECONDS = 10.0
 _DEFAULT_RETRY_AFTER_S = 60
 _REASON_LIMIT = 300
-_TOKEN_IN_TEXT = re.compile(r"ib_mcp_[0-9A-Za-z]*")
 
 
 class InfraBoxError(Exception):
@@ -266,7 +265,7 @@ class Page(Generic[ItemT]):
 def _clean_text(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
-    text = _TOKEN_IN_TEXT.sub("ib_mcp_[MASKED]", " ".join(value.split()))
+    text = " ".join(mask(value).split())
     return text if len(text) <= _REASON_LIMIT else text[: _REASON_LIMIT - 1] + "…"
 
 
@@ -291,15 +290,6 @@ def _retry_after_s(response: httpx.Response, now: float) -> int:
             return _DEFAULT_RETRY_AFTER_S
         return max(1, math.ceil(when - now))
     return _DEFAULT_RETRY_AFTER_S
-
-
-def _uuid_or_none(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
 
 
 def _int_or_none(value: object) -> int | None:
@@ -348,7 +338,7 @@ class InfraBoxClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = anyio.sleep,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         _pool: _Pool | None = None,
     ) -> None:
         self.api_url = base_url.rstrip("/") + "/api/v1/mcp"
@@ -374,7 +364,7 @@ class InfraBoxClient:
         )
         return BuildRestarted(
             http_status=response.status_code,
-            new_build_id=_uuid_or_none(body.get("build_id")),
+            new_build_id=canonical_uuid(body.get("build_id")),
             restart_counter=_int_or_none(body.get("restart_counter")),
             message=_clean_text(body.get("message")),
         )
@@ -396,8 +386,8 @@ class InfraBoxClient:
         response, body = await self._write(
             "POST", f"projects/{project_id}/jobs/{job_id}/restart", request_id=request_id
         )
-        new_ids = [str(i) for i in (body.get("new_job_ids") or []) if _uuid_or_none(i)]
-        clone_id = _uuid_or_none(body.get("job_id"))
+        new_ids = [str(i) for i in (body.get("new_job_ids") or []) if canonical_uuid(i)]
+        clone_id = canonical_uuid(body.get("job_id"))
         if clone_id is not None and clone_id != str(job_id) and clone_id not in new_ids:
             new_ids.insert(0, clone_id)
         return JobRestarted(
@@ -411,7 +401,7 @@ class InfraBoxClient:
         response, body = await self._write(
             "POST", f"projects/{project_id}/jobs/{job_id}/rerun", request_id=request_id
         )
-        new_id = _uuid_or_none(body.get("new_job_id")) or _uuid_or_none(body.get("job_id"))
+        new_id = canonical_uuid(body.get("new_job_id")) or canonical_uuid(body.get("job_id"))
         return JobRerun(
             http_status=response.status_code,
             new_job_id=None if new_id == str(job_id) else new_id,

@@ -7,8 +7,6 @@ invalid raises `ConfigError` naming the variable, which `__main__` turns into on
 from __future__ import annotations
 
 import argparse
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +15,21 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-__all__ = ["ConfigError", "Settings", "default_audit_path", "fingerprint", "load_settings"]
+from mcp_ci_tools.domain.ids import is_uuid
+from mcp_ci_tools.domain.masking import mask
+from mcp_ci_tools.domain.tokens import TOKEN_FORM, fingerprint, is_token
 
-TOKEN_RE = re.compile(r"^ib_mcp_[0-9a-f]{48}$")
+__all__ = [
+    "TOOLSETS",
+    "TRIGGER_TOOLS",
+    "ConfigError",
+    "Settings",
+    "Transport",
+    "default_audit_path",
+    "load_settings",
+]
+
 Transport = Literal["stdio", "sse", "streamable-http", "http"]
-UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 TOOLSETS = ("read", "trigger")
 TRIGGER_TOOLS = ("restart_build", "abort_build", "restart_job", "rerun_job", "abort_job")
 
@@ -33,11 +41,6 @@ class ConfigError(Exception):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
         self.problem = problem
-
-
-def fingerprint(token: str) -> str:
-    """`sha256:` + the first 12 hex digits of the token's SHA-256 (InfraBox stores the full hash as token_hash)."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def default_audit_path(environ: Mapping[str, str]) -> Path:
@@ -93,8 +96,8 @@ class Settings(BaseModel):
     @field_validator("token")
     @classmethod
     def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not TOKEN_RE.fullmatch(value.get_secret_value()):
-            raise ValueError("must be an InfraBox MCP token: ib_mcp_ followed by 48 lowercase hex digits")
+        if value is not None and not is_token(value.get_secret_value()):
+            raise ValueError(f"must be an InfraBox MCP token: {TOKEN_FORM}")
         return value
 
     @field_validator("state_url")
@@ -127,7 +130,7 @@ class Settings(BaseModel):
     @field_validator("projects")
     @classmethod
     def _check_projects(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [item for item in value if not UUID_RE.fullmatch(item)]
+        bad = [item for item in value if not is_uuid(item)]
         if bad:
             raise ValueError(f"not a project UUID: {bad[0][:40]!r}")
         return tuple(item.lower() for item in value)
@@ -371,11 +374,5 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         first = error.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "configuration"
         message = first["msg"].removeprefix("Value error, ")
-        shown_value = str(values.get(field))
-        if field == "state_url":
-            parts = urlsplit(shown_value)
-            shown_value = (
-                shown_value.replace(f":{parts.password}@", ":***@") if parts.password else shown_value
-            )
-        shown = "" if field == "token" else f" (got {shown_value[:80]!r})"
+        shown = "" if field == "token" else f" (got {mask(str(values.get(field)))[:80]!r})"
         raise ConfigError(_VARIABLE_OF.get(field, field), f"{message}{shown}") from None

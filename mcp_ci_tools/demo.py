@@ -23,7 +23,7 @@ from mcp.client.stdio import stdio_client
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, start_in_thread
 
-__all__ = ["main"]
+__all__ = ["StepFailed", "main"]
 
 
 class StepFailed(Exception):

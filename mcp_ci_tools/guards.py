@@ -29,6 +29,7 @@ __all__ = [
     "Dedupe",
     "DedupeRecord",
     "Duplicate",
+    "Kind",
     "Lineage",
     "ProjectNotAllowed",
     "ProjectScope",

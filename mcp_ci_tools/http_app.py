@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.tools import InFlight
 
-__all__ = ["Gate", "build_http_app", "security_settings", "serve_http"]
+__all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "Gate", "build_http_app", "security_settings", "serve_http"]
 
 log = logging.getLogger("mcp_ci_tools.http")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,16 +19,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from mcp_ci_tools.domain.ids import is_uuid
+from mcp_ci_tools.domain.masking import describe_value
+from mcp_ci_tools.domain.timestamps import Clock
 from mcp_ci_tools.state import MemoryState, State, StateUnavailable
 
 if TYPE_CHECKING:  # limits loads with the first budget check, not at start-up
     from limits.aio.storage import Storage
 
 __all__ = [
+    "WINDOW_SECONDS",
     "Budget",
     "BudgetExhausted",
     "BudgetState",
-    "Clock",
     "InvalidArgument",
     "InvalidId",
     "PolicyDenied",
@@ -37,18 +39,13 @@ __all__ = [
     "StateStoreUnavailable",
     "TriggerNotAllowed",
     "TriggerPermission",
-    "describe_value",
-    "mask_tokens",
     "parse_id",
 ]
 
-Clock = Callable[[], float]
 T = TypeVar("T")
 log = logging.getLogger("mcp_ci_tools.policy")
 
 WINDOW_SECONDS = 60
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_SECRET_RE = re.compile(r"ib_mcp_[0-9A-Za-z]+")
 
 
 class PolicyDenied(Exception):
@@ -105,26 +102,9 @@ class BudgetExhausted(PolicyDenied):
         return self.state.seconds_until_next_slot
 
 
-def mask_tokens(text: str) -> str:
-    """`text` with every InfraBox MCP token replaced by `ib_mcp_[MASKED]`."""
-    return _SECRET_RE.sub("ib_mcp_[MASKED]", text)
-
-
-def describe_value(value: object, limit: int = 64) -> str:
-    """A short, secret-free rendering of a rejected value, safe for error messages and the audit log."""
-    if not isinstance(value, str):
-        return f"a {type(value).__name__}"
-    if value == "":
-        return "an empty string"
-    shown = mask_tokens(value)
-    if len(shown) > limit:
-        return f"a {len(value)}-character string starting {shown[:24]!r}"
-    return repr(shown)
-
-
 def parse_id(argument: str, value: object) -> uuid.UUID:
     """The UUID in `value`, or `InvalidId`. Only the 8-4-4-4-12 hex form is accepted (no braces, urn: or bare hex)."""
-    if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
+    if not is_uuid(value):
         raise InvalidId(argument, value)
     return uuid.UUID(value)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,17 +17,19 @@ from pydantic import AnyHttpUrl
 
 from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink
-from mcp_ci_tools.client import InfraBoxClient, Sleep
-from mcp_ci_tools.config import TOKEN_RE, Settings, fingerprint
+from mcp_ci_tools.client import InfraBoxClient
+from mcp_ci_tools.config import Settings
+from mcp_ci_tools.domain.timestamps import Clock, Sleep
+from mcp_ci_tools.domain.tokens import fingerprint, is_token, token_hash
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
-from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
+from mcp_ci_tools.policy import Budget, ReadBudgets, TriggerPermission
 from mcp_ci_tools.state import State, open_state
 from mcp_ci_tools.tools import Caller, Deps, InFlight, register_all
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["InfraBoxTokenVerifier", "build_server"]
+__all__ = ["INSTRUCTIONS", "InfraBoxTokenVerifier", "build_server"]
 
 INSTRUCTIONS = """\
 Tools for the InfraBox CI. Read before you act: diagnose_build explains a red build in one call. Then choose
@@ -51,13 +52,13 @@ class InfraBoxTokenVerifier:
     """
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        if not TOKEN_RE.fullmatch(token):
+        if not is_token(token):
             return None
         return AccessToken(
             token=token,
             client_id=fingerprint(token),
             scopes=[],
-            subject=hashlib.sha256(token.encode()).hexdigest(),
+            subject=token_hash(token),
         )
 
 

@@ -13,30 +13,21 @@ import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
+
+from mcp_ci_tools.domain.masking import mask
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage
 
-__all__ = ["MemoryState", "RedisState", "State", "StateUnavailable", "masked_url", "open_state"]
+__all__ = ["MemoryState", "RedisState", "State", "StateUnavailable", "open_state"]
 
 log = logging.getLogger("mcp_ci_tools.state")
 
 
 class StateUnavailable(Exception):
     """The shared state store did not answer (in time)."""
-
-
-def masked_url(url: str) -> str:
-    """`url` with any password replaced by `***`, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class State:
@@ -145,7 +136,7 @@ class RedisState(State):
             with anyio.fail_after(self._timeout * 4):
                 return await operation()
         except (TimeoutError, OSError, StorageError, self._redis_errors()) as error:
-            raise StateUnavailable(f"{masked_url(self.url)}: {type(error).__name__}") from error
+            raise StateUnavailable(f"{mask(self.url)}: {type(error).__name__}") from error
 
     @staticmethod
     def _redis_errors() -> type[Exception]:
@@ -194,12 +185,12 @@ class RedisState(State):
             warmup = RateLimitItemPerMinute(1_000_000)
             await self._call(lambda: limiter.hit(warmup, "warmup", "replica"))  # loads the scripts
             await self._call(lambda: limiter.get_window_stats(warmup, "warmup", "replica"))
-            log.info("state store %s ready", masked_url(self.url))
+            log.info("state store %s ready", mask(self.url))
         except StateUnavailable as error:
             log.warning(
                 "state store %s is not answering (%s); trigger tools are refused and /readyz says not ready "
                 "until it does",
-                masked_url(self.url),
+                mask(self.url),
                 error.__cause__.__class__.__name__ if error.__cause__ else error,
             )
 

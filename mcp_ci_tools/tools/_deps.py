@@ -10,9 +10,10 @@ from typing import Concatenate, ParamSpec, TypeVar
 import anyio
 
 from mcp_ci_tools.audit import AuditLog
-from mcp_ci_tools.client import InfraBoxClient, Sleep
+from mcp_ci_tools.client import InfraBoxClient
+from mcp_ci_tools.domain.timestamps import Clock, Sleep
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
-from mcp_ci_tools.policy import Budget, Clock, ReadBudgets, TriggerPermission
+from mcp_ci_tools.policy import Budget, ReadBudgets, TriggerPermission
 from mcp_ci_tools.state import MemoryState
 
 __all__ = ["Caller", "Deps", "InFlight", "counted_in_flight"]

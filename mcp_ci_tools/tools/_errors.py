@@ -8,7 +8,6 @@ from the model (it sees only "Error executing tool ...") while the traceback goe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -24,6 +23,8 @@ from mcp_ci_tools.client import (
     TokenRejected,
     UpstreamBroken,
 )
+from mcp_ci_tools.domain.masking import mask
+from mcp_ci_tools.domain.timestamps import rfc3339
 from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate, ProjectNotAllowed, RestartLoop
 from mcp_ci_tools.policy import (
     BudgetExhausted,
@@ -32,7 +33,6 @@ from mcp_ci_tools.policy import (
     PolicyDenied,
     StateStoreUnavailable,
     TriggerNotAllowed,
-    mask_tokens,
 )
 
 __all__ = ["Target", "audit_reason", "to_tool_error"]
@@ -55,10 +55,6 @@ class Target:
     @property
     def thing(self) -> str:
         return f"{self.kind} {self.target_id}" if self.target_id else f"project {self.project_id}"
-
-
-def _utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def audit_reason(error: Exception) -> str:
@@ -111,7 +107,7 @@ def _message(error: Exception, t: Target) -> str:
             )
         case TriggerNotAllowed(learned=True):
             recheck = (
-                f" InfraBox will be asked again after {_utc(error.recheck_at)}."
+                f" InfraBox will be asked again after {rfc3339(error.recheck_at)}."
                 if error.recheck_at is not None
                 else ""
             )
@@ -254,4 +250,4 @@ def _message(error: Exception, t: Target) -> str:
 
 def to_tool_error(error: Exception, target: Target) -> ToolError:
     # Upstream text is already cleaned by the client; masking again here keeps this the last line of defence.
-    return ToolError(mask_tokens(_message(error, target)))
+    return ToolError(mask(_message(error, target)))

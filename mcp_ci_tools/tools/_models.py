@@ -6,14 +6,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from mcp_ci_tools.domain.ids import UUID_PATTERN
 from mcp_ci_tools.policy import BudgetState
 
 __all__ = ["BudgetOut", "BuildId", "JobId", "ProjectId", "replay_note"]
 
-_UUID_SCHEMA = {
-    "format": "uuid",
-    "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-}
+_UUID_SCHEMA = {"format": "uuid", "pattern": UUID_PATTERN}
 
 # Ids are plain strings to pydantic: the tool body validates them, so a bad id is audited and answered
 # with an actionable message instead of the SDK's raw validation error. The schema still says "uuid".

@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-from mcp_ci_tools.actions import JobActions, downstream_of, possible_actions
 from mcp_ci_tools.client import Build, Job
-from mcp_ci_tools.logtext import mask_secrets
+from mcp_ci_tools.domain.actions import JobActions, downstream_of, possible_actions
+from mcp_ci_tools.domain.masking import mask
+from mcp_ci_tools.domain.states import ATTENTION_ORDER
+from mcp_ci_tools.domain.timestamps import parse_timestamp
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
     "BuildView",
     "JobView",
     "clip",
+    "duration_s",
     "fit",
     "job_views",
     "problem_first",
@@ -37,7 +39,7 @@ def clip(text: str | None, limit: int = _MESSAGE_CHARS) -> str | None:
     """Mask secrets and cut the text to `limit` characters."""
     if not text:
         return text
-    masked, _ = mask_secrets(text)
+    masked = mask(text)
     return masked if len(masked) <= limit else masked[: limit - 1] + "…"
 
 
@@ -64,20 +66,11 @@ def fit(items: Sequence[ModelT], budget_bytes: int, *, depth: int = 2) -> list[M
     return kept
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
 def duration_s(start: str | None, end: str | None, now: float) -> float | None:
-    started = _parse_time(start)
+    started = parse_timestamp(start)
     if started is None:
         return None
-    ended = _parse_time(end)
+    ended = parse_timestamp(end)
     seconds = (ended.timestamp() if ended else now) - started.timestamp()
     return round(seconds, 1) if seconds >= 0 else None
 
@@ -156,20 +149,11 @@ def job_views(jobs: Sequence[Job], now: float, *, build_jobs: Sequence[Job] | No
     ]
 
 
-# Problem jobs first, so a cut list still shows what an agent came for.
-_STATE_ORDER = {
-    "failure": 0,
-    "error": 1,
-    "unstable": 2,
-    "killed": 3,
-    "running": 4,
-    "scheduled": 5,
-    "queued": 6,
-}
+_RANK = {state: rank for rank, state in enumerate(ATTENTION_ORDER)}
 
 
 def problem_first(jobs: Sequence[Job]) -> list[Job]:
-    return sorted(jobs, key=lambda j: (_STATE_ORDER.get(j.state or "", 9), j.name or ""))
+    return sorted(jobs, key=lambda j: (_RANK.get(j.state or "", len(_RANK)), j.name or ""))
 
 
 def state_counts(jobs: Iterable[Job]) -> dict[str, int]:

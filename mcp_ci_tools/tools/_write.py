@@ -20,8 +20,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_ci_tools import client as client_module
 from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Outcome
 from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, WriteAnswer
+from mcp_ci_tools.domain.masking import describe_value, mask
 from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate
-from mcp_ci_tools.policy import BudgetState, PolicyDenied, describe_value, parse_id
+from mcp_ci_tools.policy import BudgetState, PolicyDenied, parse_id
 from mcp_ci_tools.tools._deps import Deps, counted_in_flight
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 
@@ -58,7 +59,7 @@ class TriggerDone(Generic[AnswerT]):
 
 def audit_id(value: str) -> str:
     """An id as the audit log may hold it: as given when short and secret-free, else a description."""
-    return value if len(value) <= 64 and "ib_mcp_" not in value else describe_value(value)
+    return value if len(value) <= 64 and mask(value) == value else describe_value(value)
 
 
 def write_or_log(deps: Deps, record: AuditRecord, *, durable: bool) -> None:

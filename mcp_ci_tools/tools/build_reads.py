@@ -12,7 +12,7 @@ from mcp_ci_tools.tools._models import BuildId, ProjectId
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, BuildView, JobView, fit, job_views, state_counts
 
-__all__ = ["GetBuildResult", "ListBuildsResult", "register"]
+__all__ = ["MAX_BUILDS", "GetBuildResult", "ListBuildsResult", "register"]
 
 MAX_BUILDS = 50
 

@@ -8,9 +8,9 @@ import anyio
 from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
-from mcp_ci_tools import logtext
-from mcp_ci_tools.actions import TERMINAL_STATES
 from mcp_ci_tools.client import InfraBoxError, Job
+from mcp_ci_tools.domain import logtext
+from mcp_ci_tools.domain.states import PROBLEM_STATES, TERMINAL_STATES
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BuildId, ProjectId
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
@@ -25,9 +25,8 @@ from mcp_ci_tools.tools._views import (
 )
 from mcp_ci_tools.tools.job_reads import TestView, bounded_log, test_views
 
-__all__ = ["PROBLEM_STATES", "DiagnoseResult", "ProblemJob", "register", "summarize"]
+__all__ = ["MAX_LOG_FETCHES", "MAX_TESTRUN_FETCHES", "DiagnoseResult", "ProblemJob", "register", "summarize"]
 
-PROBLEM_STATES = ("failure", "error", "unstable", "killed")
 MAX_LOG_FETCHES = 10
 MAX_TESTRUN_FETCHES = 30
 _TESTS_PER_JOB = 5

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditRecord
+from mcp_ci_tools.domain.timestamps import rfc3339
 from mcp_ci_tools.policy import BudgetState, StateStoreUnavailable
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BudgetOut
 from mcp_ci_tools.tools._write import write_or_log
 
-__all__ = ["WhoamiResult", "register"]
+__all__ = ["TriggerPermissionOut", "WhoamiResult", "register"]
 
 
 class TriggerPermissionOut(BaseModel):
@@ -68,11 +67,7 @@ def register(server: MCPServer, deps: Deps) -> None:
         except StateStoreUnavailable:
             budget, refused = None, None
         allowed = permission.declared and refused is None and budget is not None
-        refused_at = (
-            None
-            if refused is None
-            else datetime.fromtimestamp(refused, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        )
+        refused_at = None if refused is None else rfc3339(refused)
         if budget is None:
             hint = "The shared state store is not answering: trigger tools are refused until it does; reads work."
         elif not allowed:

@@ -9,9 +9,9 @@ import anyio
 from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
-from mcp_ci_tools import logtext
-from mcp_ci_tools.actions import TERMINAL_STATES
 from mcp_ci_tools.client import JobLog, TestRun
+from mcp_ci_tools.domain import logtext
+from mcp_ci_tools.domain.states import FAILED_TEST_STATES, TERMINAL_STATES
 from mcp_ci_tools.policy import InvalidArgument
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import JobId, ProjectId
@@ -19,6 +19,9 @@ from mcp_ci_tools.tools._read import ReadCall, gather, learn_lineage, read_annot
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, JobView, clip, fit, job_views
 
 __all__ = [
+    "MAX_LOG_BYTES",
+    "MAX_TAIL_LINES",
+    "MAX_TESTS",
     "BoundedLog",
     "GetJobResult",
     "JobLogResult",
@@ -32,7 +35,6 @@ __all__ = [
 MAX_TAIL_LINES = 2_000
 MAX_LOG_BYTES = 100_000
 MAX_TESTS = 200
-FAILED_TEST_STATES = frozenset({"failure", "error"})
 _STACK_LINES = 8
 _STACK_CHARS = 1_500
 # Masking and searching a big log is CPU work; off the event loop it cannot stall other calls.

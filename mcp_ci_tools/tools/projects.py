@@ -9,7 +9,7 @@ from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._read import ReadCall, read_annotations, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, clip, fit
 
-__all__ = ["ListProjectsResult", "register"]
+__all__ = ["ListProjectsResult", "ProjectView", "register"]
 
 
 class ProjectView(BaseModel):

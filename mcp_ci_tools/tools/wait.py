@@ -8,15 +8,15 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from mcp_ci_tools.actions import ACTIVE_STATES, TERMINAL_STATES
+from mcp_ci_tools.domain.states import ACTIVE_STATES, PROBLEM_STATES, TERMINAL_STATES
 from mcp_ci_tools.policy import BudgetExhausted
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._models import BuildId, ProjectId
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
 from mcp_ci_tools.tools._views import BuildView, job_views, problem_first, state_counts
-from mcp_ci_tools.tools.diagnose import PROBLEM_STATES, ProblemJob, summarize
+from mcp_ci_tools.tools.diagnose import ProblemJob, summarize
 
-__all__ = ["WaitForBuildResult", "register"]
+__all__ = ["MAX_TIMEOUT_S", "WaitForBuildResult", "register"]
 
 MAX_TIMEOUT_S = 1800
 _NEEDS = {"list_builds": 1, "list_jobs": 1}

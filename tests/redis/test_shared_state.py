@@ -162,7 +162,7 @@ async def test_an_unreachable_redis_at_startup_is_reported_with_the_password_mas
     with caplog.at_level(logging.WARNING, logger="mcp_ci_tools.state"):
         await state.start()
 
-    assert "redis://:***@127.0.0.1:1/0 is not answering" in caplog.text
+    assert "redis://:[MASKED:url-password]@127.0.0.1:1/0 is not answering" in caplog.text
     assert "hunter2" not in caplog.text
     assert await state.ready() is False
 

@@ -5,12 +5,9 @@ import uuid
 
 import pytest
 
-from mcp_ci_tools import actions
-from mcp_ci_tools.actions import (
-    ACTIVE_STATES,
-    RESTARTABLE_STATES,
+from mcp_ci_tools.domain import actions, states
+from mcp_ci_tools.domain.actions import (
     RESTARTABLE_TYPES,
-    TERMINAL_STATES,
     JobActions,
     downstream_of,
     possible_actions,
@@ -306,11 +303,13 @@ def test_job_actions_serialize_as_flat_json_an_agent_can_read() -> None:
 
 
 def test_the_state_and_type_sets_match_the_contract() -> None:
-    assert frozenset({"queued", "scheduled", "running"}) == ACTIVE_STATES
-    assert frozenset({"finished", "failure", "error", "skipped", "killed", "unstable"}) == TERMINAL_STATES
-    assert frozenset({"error", "failure", "finished", "killed", "unstable"}) == RESTARTABLE_STATES
+    assert frozenset({"queued", "scheduled", "running"}) == states.ACTIVE_STATES
+    assert (
+        frozenset({"finished", "failure", "error", "skipped", "killed", "unstable"}) == states.TERMINAL_STATES
+    )
+    assert frozenset({"error", "failure", "finished", "killed", "unstable"}) == states.RESTARTABLE_STATES
     assert frozenset({"run_project_container", "run_docker_compose"}) == RESTARTABLE_TYPES
-    assert set(STATES) == actions.JOB_STATES
+    assert set(STATES) == states.JOB_STATES
     assert set(TYPES) - {None} == actions.JOB_TYPES
 
 
@@ -373,20 +372,3 @@ def test_downstream_of_compares_ids_as_strings() -> None:
     jobs = [{"id": str(parent)}, _job("child", str(parent))]
 
     assert downstream_of(parent, jobs) == ["child"]
-
-
-def test_every_public_name_is_exported_and_internal_names_are_private() -> None:
-    public = {name for name in vars(actions) if not name.startswith("_")}
-    imported = {
-        "Any",
-        "BaseModel",
-        "ConfigDict",
-        "Field",
-        "Iterable",
-        "Literal",
-        "Mapping",
-        "Sequence",
-        "deque",
-    }
-
-    assert set(actions.__all__) == public - imported

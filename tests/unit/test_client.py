@@ -161,7 +161,7 @@ async def test_a_token_echoed_by_infrabox_is_masked_in_the_reason() -> None:
         await client.abort_job(P, J, request_id="r")
 
     assert TOKEN not in str(caught.value.reason)
-    assert "ib_mcp_[MASKED]" in str(caught.value.reason)
+    assert "[MASKED:infrabox-token]" in str(caught.value.reason)
 
 
 async def test_a_huge_reason_is_shortened() -> None:

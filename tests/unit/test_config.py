@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_ci_tools.config import ConfigError, fingerprint, load_settings
+from mcp_ci_tools.config import ConfigError, load_settings
+from mcp_ci_tools.domain.tokens import fingerprint
 from tests.conftest import TOKEN
 
 BASE_ENV = {

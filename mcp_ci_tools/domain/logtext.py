@@ -1,4 +1,4 @@
-"""Masking, bounding and searching CI log text before an LLM reads it.
+"""Bounding and searching CI log text before an LLM reads it, its secrets masked (see `masking`).
 
 Secrets are always masked before anything is cut, so no budget boundary can leave part of a secret
 visible: `tail` and `grep` take the log as InfraBox returned it and mask it themselves; callers neither
@@ -10,16 +10,25 @@ Sizes are UTF-8 bytes; lines are separated by "\\n", and a final "\\n" ends the 
 starting an empty one.
 """
 
+import importlib
 import re
 import time
 from bisect import bisect_right
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-try:  # private, but the only stdlib view of a pattern's structure; without it the check is skipped
-    from re import _parser as _sre_parser
-except ImportError:  # pragma: no cover
-    _sre_parser = None  # type: ignore[assignment]
+from mcp_ci_tools.domain.masking import mask_with_spans, starts_in_key
+
+
+def _pattern_parser() -> ModuleType | None:
+    try:  # private, but the only stdlib view of a pattern's structure; without it the check is skipped
+        return importlib.import_module("re._parser")
+    except ImportError:  # pragma: no cover
+        return None
+
+
+_sre_parser = _pattern_parser()
 
 __all__ = [
     "MAX_SEARCHED_LINE_CHARS",
@@ -29,7 +38,6 @@ __all__ = [
     "LogSlice",
     "compile_pattern",
     "grep",
-    "mask_secrets",
     "tail",
 ]
 
@@ -42,17 +50,6 @@ UNTRUSTED_NOTICE = (
 # further right in longer lines are not found, and results count the lines this happened to.
 MAX_SEARCHED_LINE_CHARS = 10_000
 
-_TOKEN = re.compile(r"ib_mcp_[0-9a-fA-F]+")
-_TOKEN_MIN_HEX = 16
-# Starting with the literal word (boundary checked behind it) keeps re's fast prefix scan on 50 MB.
-_BEARER = re.compile(r"(?i)bearer(?<!\w......)[ \t]+([^\s'\"`<>()\[\]{},;]+)")
-_AWS_KEY_ID = re.compile(r"A[KS]IA[A-Z0-9]{16}")
-# The password of credentials in a URL (postgresql://user:password@host); the literal "://" keeps it fast.
-_URL_PASSWORD = re.compile(r"://[^\s/:@'\"]{1,256}:([^\s/@'\"]{1,256})@")
-_KEY_MARKER = re.compile(r"-----(BEGIN|END) [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
-_KEY_MARKER_REACH = 60
-_PRIVATE_KEY = "private-key"
-_PRIVATE_KEY_MASK = "[MASKED:private-key]"
 _CLIPPED_TO_BUDGET = " [...]"
 _NESTED_REPEAT = (
     "a repeat inside a repeated group, such as (a+)+, can take exponential time; rewrite it without the"
@@ -116,20 +113,6 @@ class GrepResult:
     masked_secrets: int
 
 
-def mask_secrets(text: str) -> tuple[str, int]:
-    """Replace secret-looking strings with `[MASKED:<kind>]`; return the text and how many were masked.
-
-    Kinds: `infrabox-token` (`ib_mcp_` and 16 or more hex digits, or fewer when the text ends inside
-    it), `bearer` (the value after the word Bearer, any case; the word stays), `private-key` (every
-    non-blank line between PEM private key BEGIN and END markers, which stay; a BEGIN without END masks
-    to the end of the text, an END without BEGIN from its start), `aws-access-key-id` (AKIA/ASIA
-    plus 16 characters) and `url-password` (the password in `scheme://user:password@host`). Newlines
-    are kept, and masking masked text changes nothing.
-    """
-    masked, secrets = _mask(text, starts_in_key=_starts_in_key(text, 0))
-    return masked, len(secrets)
-
-
 def tail(text: str, *, tail_lines: int, max_bytes: int) -> LogSlice:
     """The masked end of the raw log `text`: at most `tail_lines` lines and `max_bytes` bytes.
 
@@ -141,7 +124,7 @@ def tail(text: str, *, tail_lines: int, max_bytes: int) -> LogSlice:
     min_window_chars = max_bytes + 1
     while True:
         start = _window_start(text, tail_lines, min_window_chars)
-        window, secrets = _mask(text[start:], starts_in_key=_starts_in_key(text, start))
+        window, secrets = mask_with_spans(text[start:], starts_in_key=starts_in_key(text, start))
         cut = _cut_tail(window, tail_lines, max_bytes)
         # Masking can shrink the window below the byte budget; then earlier lines might still fit.
         if start == 0 or not cut.window_exhausted:
@@ -188,7 +171,7 @@ def grep(
     _require_non_negative(context=context, max_bytes=max_bytes, max_matches=max_matches or 0)
     if time_limit < 0:
         raise ValueError("time_limit must not be negative")
-    masked, secrets = _mask(text, starts_in_key=_starts_in_key(text, 0))
+    masked, secrets = mask_with_spans(text, starts_in_key=starts_in_key(text, 0))
     lines = _split_lines(masked)
     matched, searched, clipped = _search_lines(lines, regex, deadline=time.monotonic() + time_limit)
 
@@ -208,83 +191,6 @@ def grep(
         clipped_lines=clipped,
         masked_secrets=_secrets_on_lines(masked, secrets, shown_groups),
     )
-
-
-# --- masking ---------------------------------------------------------------------------------------
-
-
-def _mask(text: str, *, starts_in_key: bool) -> tuple[str, list[tuple[int, int]]]:
-    """Masked text and the span of each masked secret in it."""
-    pieces: list[str] = []
-    secrets: list[tuple[int, int]] = []
-    position = 0
-    length = 0
-    for start, end, kind in _secret_regions(text, starts_in_key):
-        pieces.append(text[position:start])
-        length += start - position
-        original = text[start:end]
-        replacement = _masked_key_body(original) if kind == _PRIVATE_KEY else f"[MASKED:{kind}]"
-        if replacement != original:
-            secrets.append((length, length + len(replacement)))
-        pieces.append(replacement)
-        length += len(replacement)
-        position = end
-    if not secrets:
-        return text, []
-    pieces.append(text[position:])
-    return "".join(pieces), secrets
-
-
-def _secret_regions(text: str, starts_in_key: bool) -> list[tuple[int, int, str]]:
-    """Sorted, non-overlapping (start, end, kind) regions of `text` to replace."""
-    regions: list[tuple[int, int, str]] = []
-    inside_key = starts_in_key
-    body_start = 0
-    for marker in _KEY_MARKER.finditer(text):
-        if marker.group(1) == "BEGIN" and not inside_key:
-            inside_key = True
-            body_start = marker.end()
-        elif marker.group(1) == "END" and inside_key:
-            inside_key = False
-            regions.append((body_start, marker.start(), _PRIVATE_KEY))
-    if inside_key:
-        regions.append((body_start, len(text), _PRIVATE_KEY))
-
-    for token in _TOKEN.finditer(text):
-        if token.end() - token.start() - len("ib_mcp_") >= _TOKEN_MIN_HEX or token.end() == len(text):
-            regions.append((token.start(), token.end(), "infrabox-token"))
-    for bearer in _BEARER.finditer(text):
-        regions.append((bearer.start(1), bearer.end(1), "bearer"))
-    for key_id in _AWS_KEY_ID.finditer(text):
-        regions.append((key_id.start(), key_id.end(), "aws-access-key-id"))
-    for credentials in _URL_PASSWORD.finditer(text):
-        regions.append((credentials.start(1), credentials.end(1), "url-password"))
-
-    merged: list[tuple[int, int, str]] = []
-    for start, end, kind in sorted(regions, key=lambda region: (region[0], -region[1])):
-        if merged and start < merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end, merged[-1][2])
-            continue
-        merged.append((start, end, kind))
-    return merged
-
-
-def _masked_key_body(body: str) -> str:
-    return "\n".join(_PRIVATE_KEY_MASK if segment.strip() else segment for segment in body.split("\n"))
-
-
-def _starts_in_key(text: str, position: int) -> bool:
-    """Whether `position` (0 or a line start) lies inside a private key block of the whole `text`."""
-    search_end = position
-    while (hit := text.rfind("PRIVATE KEY", 0, search_end)) >= 0:
-        for marker in _KEY_MARKER.finditer(text, max(0, hit - _KEY_MARKER_REACH), hit + _KEY_MARKER_REACH):
-            if marker.start() <= hit < marker.end():
-                return marker.group(1) == "BEGIN"
-        search_end = hit
-    # A log cut by the server can start inside a key: its first marker is then an END.
-    first = _KEY_MARKER.search(text, position)
-    return first is not None and first.group(1) == "END"
 
 
 # --- tail ------------------------------------------------------------------------------------------

@@ -12,13 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcp_ci_tools.domain.states import ACTIVE_STATES, JOB_STATES, RESTARTABLE_STATES, TERMINAL_STATES
+
 __all__ = [
-    "ACTIVE_STATES",
-    "JOB_STATES",
     "JOB_TYPES",
-    "RESTARTABLE_STATES",
     "RESTARTABLE_TYPES",
-    "TERMINAL_STATES",
     "JobActions",
     "Verdict",
     "downstream_of",
@@ -27,10 +25,6 @@ __all__ = [
 
 Verdict = Literal["yes", "no", "unknown"]
 
-ACTIVE_STATES = frozenset({"queued", "scheduled", "running"})
-TERMINAL_STATES = frozenset({"finished", "failure", "error", "skipped", "killed", "unstable"})
-JOB_STATES = ACTIVE_STATES | TERMINAL_STATES
-RESTARTABLE_STATES = frozenset({"error", "failure", "finished", "killed", "unstable"})
 RESTARTABLE_TYPES = frozenset({"run_project_container", "run_docker_compose"})
 JOB_TYPES = RESTARTABLE_TYPES | {"create_job_matrix", "wait"}
 
