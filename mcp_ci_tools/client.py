@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:  # httpx and tenacity load on the first request: a stdio start-up lists tools without them
     import httpx
@@ -158,12 +158,18 @@ class WriteAnswer:
 
     http_status: int
 
+    def created(self) -> list[tuple[Literal["build", "job"], str]]:
+        return []
+
 
 @dataclass(frozen=True)
 class BuildRestarted(WriteAnswer):
     new_build_id: str | None
     restart_counter: int | None
     message: str | None
+
+    def created(self) -> list[tuple[Literal["build", "job"], str]]:
+        return [("build", self.new_build_id)] if self.new_build_id else []
 
 
 @dataclass(frozen=True)
@@ -178,11 +184,17 @@ class JobRestarted(WriteAnswer):
     new_job_ids: list[str] = field(default_factory=list)
     message: str | None = None
 
+    def created(self) -> list[tuple[Literal["build", "job"], str]]:
+        return [("job", job_id) for job_id in self.new_job_ids]
+
 
 @dataclass(frozen=True)
 class JobRerun(WriteAnswer):
     new_job_id: str | None
     message: str | None
+
+    def created(self) -> list[tuple[Literal["build", "job"], str]]:
+        return [("job", self.new_job_id)] if self.new_job_id else []
 
 
 @dataclass(frozen=True)
