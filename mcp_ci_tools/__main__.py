@@ -53,9 +53,9 @@ def _embedded_sandbox(environ: dict[str, str]) -> dict[str, str]:
 def _serve_http(settings: Settings) -> int:
     from mcp_ci_tools.domain.masking import mask
     from mcp_ci_tools.http_app import build_http_app, serve_http
+    from mcp_ci_tools.inflight import InFlight
     from mcp_ci_tools.server import build_server
     from mcp_ci_tools.state import open_state
-    from mcp_ci_tools.tools import InFlight
 
     inflight = InFlight()
     state = open_state(settings.state_url, prefix=settings.state_prefix, timeout=settings.state_timeout)

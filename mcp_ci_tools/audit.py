@@ -8,15 +8,19 @@ The token never appears here: records carry its fingerprint only.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from mcp_ci_tools.domain.masking import describe_value, mask
 from mcp_ci_tools.domain.timestamps import Clock, rfc3339
 
 __all__ = ["AuditLog", "AuditRecord", "AuditSink", "AuditUnavailable", "Decision", "JsonlFileSink", "Outcome"]
+
+log = logging.getLogger("mcp_ci_tools.audit")
 
 Decision = Literal["allowed", "denied"]
 Outcome = Literal["success", "error", "unknown", "denied"]
@@ -74,6 +78,14 @@ class AuditRecord:
 
 
 _FIELDS = tuple(f.name for f in fields(AuditRecord))
+_ID_FIELDS = ("project_id", "build_id", "job_id")
+_MAX_ID_CHARS = 64
+
+
+def _shown_id(value: str) -> str:
+    """An id as the caller gave it when short and secret-free, else a description (ids are audited before
+    they are validated, and a caller may send anything)."""
+    return value if len(value) <= _MAX_ID_CHARS and mask(value) == value else describe_value(value)
 
 
 class AuditLog:
@@ -92,10 +104,20 @@ class AuditLog:
                 f"audit log not writable ({type(error).__name__}: {error.strerror or error})"
             ) from error
 
+    def write_or_log(self, record: AuditRecord, *, durable: bool) -> None:
+        """For records after a decision: a failure must not hide the outcome, so the line goes to stderr."""
+        try:
+            self.write(record, durable=durable)
+        except AuditUnavailable as error:
+            log.error("audit record not written (%s); record follows: %s", error, self.render(record))
+
     def render(self, record: AuditRecord) -> str:
         values = {name: getattr(record, name) for name in _FIELDS}
         if not values["detail"]:
             del values["detail"]
+        for name in _ID_FIELDS:
+            if values[name] is not None:
+                values[name] = _shown_id(values[name])
         line: dict[str, Any] = {
             "ts": rfc3339(self._clock(), milliseconds=True),
             "token": values.pop("token"),

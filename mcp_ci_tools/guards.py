@@ -166,10 +166,6 @@ class RestartGuard:
     def __init__(self, budget: Budget | None) -> None:
         self._budget = budget
 
-    @property
-    def enabled(self) -> bool:
-        return self._budget is not None
-
     async def check(self, fingerprint: str, lineage: str) -> None:
         if self._budget is None:
             return
@@ -231,12 +227,15 @@ class Dedupe:
         first = DedupeRecord.loads(raw)
         raise Duplicate(first, max(0.0, self._clock() - first.sent_at))
 
-    async def peek(self, key: str) -> DedupeRecord | None:
+    async def check(self, key: str) -> None:
+        """Raise `Duplicate` if an identical call is known, without claiming anything."""
         try:
             raw = await self._state.get(key)
         except StateUnavailable as error:
             raise _unavailable(error) from error
-        return None if raw is None else DedupeRecord.loads(raw)
+        if raw is not None:
+            first = DedupeRecord.loads(raw)
+            raise Duplicate(first, max(0.0, self._clock() - first.sent_at))
 
     async def release(self, key: str) -> None:
         """The call was refused before it was sent: forget it."""

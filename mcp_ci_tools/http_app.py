@@ -20,10 +20,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_ci_tools.config import Settings
-from mcp_ci_tools.tools import InFlight
+from mcp_ci_tools.inflight import InFlight
 
 __all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "Gate", "build_http_app", "security_settings", "serve_http"]
 
@@ -117,7 +118,9 @@ def build_http_app(
         # Same auth middleware wraps the whole app, so the SSE routes are protected like /mcp.
         sse = server.sse_app(**sse_options)
         app.router.routes.extend(
-            route for route in sse.routes if route.path in (SSE_PATH, MESSAGE_PATH.rstrip("/"))
+            route
+            for route in sse.routes
+            if isinstance(route, Route | Mount) and route.path in (SSE_PATH, MESSAGE_PATH.rstrip("/"))
         )
     return app
 

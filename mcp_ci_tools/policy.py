@@ -37,6 +37,7 @@ __all__ = [
     "PolicyDenied",
     "ReadBudgets",
     "StateStoreUnavailable",
+    "ToolsetDisabled",
     "TriggerNotAllowed",
     "TriggerPermission",
     "parse_id",
@@ -74,6 +75,16 @@ class InvalidArgument(PolicyDenied):
         super().__init__(f"{argument}: {problem}")
         self.argument = argument
         self.problem = problem
+
+
+class ToolsetDisabled(PolicyDenied):
+    """The tool's toolset is not served (`MCP_CI_TOOLSETS`)."""
+
+    reason = "toolset_disabled"
+
+    def __init__(self, toolset: str) -> None:
+        super().__init__(f"toolset {toolset} is not enabled")
+        self.toolset = toolset
 
 
 class TriggerNotAllowed(PolicyDenied):

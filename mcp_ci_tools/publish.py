@@ -1,4 +1,4 @@
-"""Smaller tool definitions: every byte of tools/list is paid for in the agent's context on every turn.
+"""Smaller tool definitions on the wire: every byte of tools/list is paid for in the agent's context on every turn.
 
 Input schemas keep everything that tells the model how to call (types, descriptions, defaults, formats);
 pydantic's generated titles go, and `anyOf: [{type: X}, {type: null}]` becomes `type: [X, "null"]`.
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp.server import MCPServer
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 
-__all__ = ["compact_schema", "compact_tools", "output_schema"]
+__all__ = ["CompactToolList", "compact_schema", "output_schema"]
 
 
 def _collapse_nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -68,10 +68,33 @@ def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": properties}
 
 
-def compact_tools(server: MCPServer) -> None:
-    """Rewrite the registered tools' published schemas in place."""
-    for tool in server._tool_manager.list_tools():
-        tool.parameters = compact_schema(tool.parameters, output=False)
-        metadata = tool.fn_metadata
-        if metadata.output_schema is not None:
-            metadata.output_schema = output_schema(metadata.output_schema)
+class CompactToolList(ServerMiddleware[Any]):
+    """Server middleware: `tools/list` answers carry the compact schemas; everything else is untouched.
+
+    The registered tools keep their full schemas (the server validates arguments and results against
+    them, and `MCPServer.list_tools()` still returns them); only what goes on the wire is compacted,
+    once per tool. The chain hands middleware the wire form of the answer (camelCase keys).
+    """
+
+    def __init__(self) -> None:
+        self._published: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if (
+            ctx.method != "tools/list"
+            or not isinstance(result, dict)
+            or not isinstance(result.get("tools"), list)
+        ):
+            return result
+        return {**result, "tools": [self._compact(tool) for tool in result["tools"]]}
+
+    def _compact(self, tool: dict[str, Any]) -> dict[str, Any]:
+        known = self._published.get(tool["name"])
+        if known is not None and known[0] == tool:
+            return known[1]
+        compact = {**tool, "inputSchema": compact_schema(tool["inputSchema"], output=False)}
+        if tool.get("outputSchema") is not None:
+            compact["outputSchema"] = output_schema(tool["outputSchema"])
+        self._published[tool["name"]] = (tool, compact)
+        return compact

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
@@ -22,14 +22,17 @@ from mcp_ci_tools.config import Settings
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
 from mcp_ci_tools.domain.tokens import fingerprint, is_token, token_hash
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
+from mcp_ci_tools.inflight import InFlight
 from mcp_ci_tools.policy import Budget, ReadBudgets, TriggerPermission
+from mcp_ci_tools.publish import CompactToolList
 from mcp_ci_tools.state import State, open_state
-from mcp_ci_tools.tools import Caller, Deps, InFlight, register_all
+from mcp_ci_tools.tools import Caller, Deps, register_all
 
 if TYPE_CHECKING:
     import httpx
+    from limits.aio.storage import Storage
 
-__all__ = ["INSTRUCTIONS", "InfraBoxTokenVerifier", "build_server"]
+__all__ = ["INSTRUCTIONS", "InfraBoxTokenVerifier", "build_deps", "build_server"]
 
 INSTRUCTIONS = """\
 Tools for the InfraBox CI. Read before you act: diagnose_build explains a red build in one call. Then choose
@@ -72,6 +75,102 @@ def _http_caller(client: InfraBoxClient) -> Callable[[], Caller]:
     return caller
 
 
+def _fixed_caller(client: InfraBoxClient, token: str) -> Callable[[], Caller]:
+    fixed = Caller(fingerprint=fingerprint(token), client=client.with_token(token))
+    return lambda: fixed
+
+
+def build_deps(
+    settings: Settings,
+    *,
+    client: InfraBoxClient,
+    state: State,
+    audit_sink: AuditSink,
+    clock: Clock = time.time,
+    sleep: Sleep = anyio.sleep,
+    new_request_id: Callable[[], str] = _new_request_id,
+) -> Deps:
+    """Everything the tools need, built from `settings` around the given client, state store and sink."""
+    shared_storage = lambda: state.storage  # noqa: E731 - read when the first budget check runs
+    timeout = settings.state_timeout * 4 if state.shared else None
+
+    def read_budgets(storage: Callable[[], Storage] | None, guarded: float | None) -> dict[str, Budget]:
+        sizes = {
+            "list_projects": settings.read_per_minute,
+            "list_builds": settings.read_per_minute,
+            "list_jobs": settings.read_per_minute,
+            "get_job_log": settings.log_per_minute,
+        }
+        return {
+            name: Budget(name, size, storage=storage, clock=clock, timeout=guarded)
+            for name, size in sizes.items()
+        }
+
+    token = settings.token
+    return Deps(
+        caller=_http_caller(client) if token is None else _fixed_caller(client, token.get_secret_value()),
+        toolsets=frozenset(settings.toolsets),
+        permission=TriggerPermission(
+            settings.allow_trigger, state=state, ttl_s=settings.permission_ttl, clock=clock
+        ),
+        trigger_budget=Budget(
+            "trigger", settings.trigger_per_minute, storage=shared_storage, clock=clock, timeout=timeout
+        ),
+        read_budgets=ReadBudgets(
+            read_budgets(shared_storage, timeout),
+            # Triggers never fall back to a per-process budget; reads may, since they change nothing.
+            fallback=read_budgets(None, None) if state.shared else None,
+        ),
+        audit=AuditLog(audit_sink, clock=clock),
+        infrabox_url=settings.infrabox_url,
+        clock=clock,
+        sleep=sleep,
+        new_request_id=new_request_id,
+        scope=ProjectScope(settings.projects),
+        lineage=Lineage(state, ttl_s=settings.restart_window + 60),
+        restart_guard=RestartGuard(
+            Budget(
+                "restarts",
+                settings.max_restarts_per_build,
+                window_s=settings.restart_window,
+                storage=shared_storage,
+                clock=clock,
+                timeout=timeout,
+            )
+            if settings.max_restarts_per_build > 0
+            else None
+        ),
+        dedupe=Dedupe(state, window_s=settings.dedupe_seconds, in_flight_ttl_s=600, clock=clock),
+        confirm_tools=frozenset(settings.confirm),
+    )
+
+
+def _shared_lifespan(
+    client: InfraBoxClient, state: State
+) -> Callable[[MCPServer], AbstractAsyncContextManager[None]]:
+    """Entered once per stdio/in-memory connection and once per SSE session (Streamable HTTP: once): the
+    state store starts with the first, and the connection pool and the store close when the last ends."""
+    sessions = 0
+    started = False
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[None]:
+        nonlocal sessions, started
+        if not started:
+            started = True
+            await state.start()
+        sessions += 1
+        try:
+            yield
+        finally:
+            sessions -= 1
+            if sessions == 0:
+                await client.aclose()
+                await state.aclose()
+
+    return lifespan
+
+
 def build_server(
     settings: Settings,
     *,
@@ -91,112 +190,36 @@ def build_server(
     client = InfraBoxClient(
         settings.infrabox_url, timeout=settings.timeout, transport=transport, sleep=sleep, clock=clock
     )
-    if settings.token is not None:
-        fixed = Caller(
-            fingerprint=settings.token_fingerprint,
-            client=client.with_token(settings.token.get_secret_value()),
-        )
-        caller: Callable[[], Caller] = lambda: fixed  # noqa: E731
-    else:
-        caller = _http_caller(client)
-
     if state is None:
         state = open_state(
             settings.state_url, prefix=settings.state_prefix, timeout=settings.state_timeout, clock=clock
         )
-    timeout = settings.state_timeout * 4 if state.shared else None
-    read_sizes = {
-        "list_projects": settings.read_per_minute,
-        "list_builds": settings.read_per_minute,
-        "list_jobs": settings.read_per_minute,
-        "get_job_log": settings.log_per_minute,
-    }
-
-    def budgets(storage: object | None, guarded: float | None) -> dict[str, Budget]:
-        return {
-            name: Budget(name, size, storage=storage, clock=clock, timeout=guarded)  # type: ignore[arg-type]
-            for name, size in read_sizes.items()
-        }
-
-    deps = Deps(
-        caller=caller,
-        permission=TriggerPermission(
-            settings.allow_trigger, state=state, ttl_s=settings.permission_ttl, clock=clock
-        ),
-        trigger_budget=Budget(
-            "trigger",
-            settings.trigger_per_minute,
-            storage=lambda: state.storage,
-            clock=clock,
-            timeout=timeout,
-        ),
-        read_budgets=ReadBudgets(
-            budgets(lambda: state.storage, timeout),
-            # Triggers never fall back to a per-process budget; reads may, since they change nothing.
-            fallback=budgets(None, None) if state.shared else None,
-        ),
-        audit=AuditLog(audit_sink or JsonlFileSink(settings.audit_log), clock=clock),
-        infrabox_url=settings.infrabox_url,
+    deps = build_deps(
+        settings,
+        client=client,
+        state=state,
+        audit_sink=audit_sink or JsonlFileSink(settings.audit_log),
         clock=clock,
-        new_request_id=new_request_id,
-        inflight=inflight or InFlight(),
-        scope=ProjectScope(settings.projects),
-        lineage=Lineage(state, ttl_s=settings.restart_window + 60),
-        restart_guard=RestartGuard(
-            Budget(
-                "restarts",
-                settings.max_restarts_per_build,
-                window_s=settings.restart_window,
-                storage=lambda: state.storage,
-                clock=clock,
-                timeout=timeout,
-            )
-            if settings.max_restarts_per_build > 0
-            else None
-        ),
-        dedupe=Dedupe(state, window_s=settings.dedupe_seconds, in_flight_ttl_s=600, clock=clock),
-        confirm_tools=frozenset(settings.confirm),
         sleep=sleep,
+        new_request_id=new_request_id,
     )
-
-    sessions = 0
-    started = False
-
-    @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[None]:
-        # Entered once per stdio/in-memory connection and once per SSE session: the shared connection pool
-        # closes only when the last one ends.
-        nonlocal sessions, started
-        if not started:
-            started = True
-            await state.start()
-        sessions += 1
-        try:
-            yield
-        finally:
-            sessions -= 1
-            if sessions == 0:
-                await client.aclose()
-                await state.aclose()
-
-    http_auth = {}
-    if settings.token is None:
-        http_auth = {
-            "token_verifier": InfraBoxTokenVerifier(),
-            # InfraBox issues the tokens; there is no OAuth flow and no audience to check.
-            "auth": AuthSettings(
-                issuer_url=AnyHttpUrl(settings.infrabox_url),
-                resource_server_url=None,
-                validate_token_resource=False,
-            ),
-        }
+    over_http = settings.token is None
     server = MCPServer(
         "mcp-ci-tools",
         title="InfraBox CI tools",
         version=__version__,
         instructions=INSTRUCTIONS,
-        lifespan=lifespan,
-        **http_auth,
+        lifespan=_shared_lifespan(client, state),
+        middleware=[inflight or InFlight(), CompactToolList()],
+        token_verifier=InfraBoxTokenVerifier() if over_http else None,
+        # InfraBox issues the tokens; there is no OAuth flow and no audience to check.
+        auth=AuthSettings(
+            issuer_url=AnyHttpUrl(settings.infrabox_url),
+            resource_server_url=None,
+            validate_token_resource=False,
+        )
+        if over_http
+        else None,
     )
-    register_all(server, deps, toolsets=settings.toolsets)
+    register_all(server, deps)
     return server

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from mcp_ci_tools.domain.masking import mask
+from mcp_ci_tools.domain.timestamps import Clock
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage
+    from redis.asyncio import Redis, RedisCluster
 
 __all__ = ["MemoryState", "RedisState", "State", "StateUnavailable", "open_state"]
 
@@ -30,43 +33,45 @@ class StateUnavailable(Exception):
     """The shared state store did not answer (in time)."""
 
 
-class State:
+class State(ABC):
     """Key-value records with a TTL, plus the `limits` storage that budgets run on."""
 
     shared = False
-    storage: Storage
 
-    async def get(self, key: str) -> str | None:
-        raise NotImplementedError
+    @property
+    @abstractmethod
+    def storage(self) -> Storage:
+        """The `limits` storage for budgets."""
 
+    @abstractmethod
+    async def get(self, key: str) -> str | None: ...
+
+    @abstractmethod
     async def set(self, key: str, value: str, ttl_s: float, *, only_if_absent: bool = False) -> bool:
         """Store `value` for `ttl_s` seconds; with `only_if_absent`, only if no live value exists (then True)."""
-        raise NotImplementedError
 
-    async def incr(self, key: str, ttl_s: float) -> int:
-        """Add one to a counter that expires `ttl_s` after its first increment; return the new value."""
-        raise NotImplementedError
-
-    async def delete(self, key: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def delete(self, key: str) -> None: ...
 
     async def ready(self) -> bool:
         return True
 
+    @abstractmethod
     async def start(self) -> None:
         """Connect and warm up, so the first real call is as fast as later ones."""
 
+    @abstractmethod
     async def aclose(self) -> None:
         """Release connections."""
 
 
 class MemoryState(State):
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Clock = time.time) -> None:
         self._storage: Storage | None = None
         self._clock = clock
         self._values: dict[str, tuple[str, float]] = {}
 
-    @property  # type: ignore[override]
+    @property
     def storage(self) -> Storage:
         if self._storage is None:  # limits loads with the first budget check, not at start-up
             from limits.aio.storage import MemoryStorage
@@ -92,22 +97,24 @@ class MemoryState(State):
         self._values[key] = (value, self._clock() + ttl_s)
         return True
 
-    async def incr(self, key: str, ttl_s: float) -> int:
-        current = self._live(key)
-        expires = self._values[key][1] if current is not None else self._clock() + ttl_s
-        value = int(current or 0) + 1
-        self._values[key] = (str(value), expires)
-        return value
-
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
 
 class RedisState(State):
     shared = True
 
     def __init__(self, url: str, *, prefix: str, timeout: float) -> None:
+        from limits.aio.storage import RedisStorage
+        from limits.aio.storage.redis.redispy import RedispyBridge
         from limits.storage import storage_from_string
+        from redis.asyncio import Redis, RedisCluster
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
@@ -123,8 +130,18 @@ class RedisState(State):
             "retry": Retry(NoBackoff(), 0),
             "retry_on_timeout": False,
         }
-        self.storage = storage_from_string("async+" + url, **options)
-        self._redis = self.storage.bridge.get_connection()  # type: ignore[attr-defined]
+        storage = storage_from_string("async+" + url, **options)
+        if not (isinstance(storage, RedisStorage) and isinstance(storage.bridge, RedispyBridge)):
+            raise TypeError(f"{mask(url)} did not give a redis-py backed limits storage")
+        connection = storage.bridge.get_connection()
+        if not isinstance(connection, Redis | RedisCluster):
+            raise TypeError(f"{mask(url)} did not give a redis-py connection")
+        self._storage: Storage = storage
+        self._redis: Redis | RedisCluster = connection
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -154,18 +171,6 @@ class RedisState(State):
             lambda: self._redis.set(self._key(key), value, px=milliseconds, nx=only_if_absent)
         )
         return bool(done)
-
-    async def incr(self, key: str, ttl_s: float) -> int:
-        milliseconds = max(1, int(ttl_s * 1000))
-
-        async def increment() -> int:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.incr(self._key(key))
-            pipe.pexpire(self._key(key), milliseconds, nx=True)
-            value, _ = await pipe.execute()
-            return int(value)
-
-        return await self._call(increment)
 
     async def delete(self, key: str) -> None:
         await self._call(lambda: self._redis.delete(self._key(key)))
@@ -201,9 +206,7 @@ class RedisState(State):
             log.debug("closing the state store connection failed", exc_info=True)
 
 
-def open_state(
-    url: str | None, *, prefix: str, timeout: float, clock: Callable[[], float] = time.time
-) -> State:
+def open_state(url: str | None, *, prefix: str, timeout: float, clock: Clock = time.time) -> State:
     """The state store for `url` (None: in memory)."""
     if not url:
         return MemoryState(clock=clock)

@@ -264,10 +264,10 @@ def _has_nested_repeat(pattern: str) -> bool:
         tree = _sre_parser.parse(pattern)
     except Exception:  # the private parser is a best-effort guard; re.compile has accepted the pattern
         return False
-    return _repeat_within(tree, inside_repeat=False)
+    return _repeat_within(tree, inside_repeat=False, unbounded=_sre_parser.MAXREPEAT)
 
 
-def _repeat_within(items: Any, *, inside_repeat: bool) -> bool:
+def _repeat_within(items: Any, *, inside_repeat: bool, unbounded: int) -> bool:
     """Whether a variable-length repeat that backtracks sits inside an unbounded repeat."""
     for opcode, argument in items:
         kind = str(opcode)
@@ -275,16 +275,16 @@ def _repeat_within(items: Any, *, inside_repeat: bool) -> bool:
             least, most, body = argument
             if inside_repeat and most > least:
                 return True
-            if _repeat_within(body, inside_repeat=inside_repeat or most == _sre_parser.MAXREPEAT):
+            if _repeat_within(body, inside_repeat=inside_repeat or most == unbounded, unbounded=unbounded):
                 return True
         elif kind in ("POSSESSIVE_REPEAT", "ATOMIC_GROUP"):
             # Neither gives characters back, so what is inside is checked as if it stood alone.
             body = argument[2] if kind == "POSSESSIVE_REPEAT" else argument
-            if _repeat_within(body, inside_repeat=False):
+            if _repeat_within(body, inside_repeat=False, unbounded=unbounded):
                 return True
         else:
             for body in _sub_patterns(kind, argument):
-                if _repeat_within(body, inside_repeat=inside_repeat):
+                if _repeat_within(body, inside_repeat=inside_repeat, unbounded=unbounded):
                     return True
     return False
 

@@ -1,13 +1,14 @@
 """Human confirmation for the trigger tools listed in MCP_CI_CONFIRM, through MCP elicitation.
 
 The question is asked with `Resolve` + `Elicit`, so it works in both protocol eras. The resolver runs
-before the tool body, so it first checks, without side effects, that the call would otherwise be sent:
-nobody is asked about a call that the permission, the guards or the budget would refuse anyway.
+before the tool body, so it first previews the trigger checks, without side effects: nobody is asked
+about a call that the permission, the guards or the budget would refuse anyway.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mcp.server.mcpserver import (
     AcceptedElicitation,
@@ -20,9 +21,10 @@ from mcp.server.mcpserver import (
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._write import ConfirmOutcome, would_send
+from mcp_ci_tools.tools._pipeline import would_send
+from mcp_ci_tools.tools._triggers import ConfirmOutcome, Trigger
 
-__all__ = ["ConfirmAnswer", "Confirmation", "build_resolver", "job_resolver", "outcome_of"]
+__all__ = ["ConfirmAnswer", "Confirmation", "ask_first", "outcome_of"]
 
 
 class ConfirmAnswer(BaseModel):
@@ -34,6 +36,7 @@ class _Verdict(BaseModel):
 
 
 Confirmation = ElicitationResult[ConfirmAnswer]
+_Resolution = _Verdict | Elicit[ConfirmAnswer]
 
 
 def outcome_of(answer: Confirmation) -> ConfirmOutcome:
@@ -48,36 +51,38 @@ def outcome_of(answer: Confirmation) -> ConfirmOutcome:
 
 
 async def _resolve(
-    deps: Deps,
-    tool: str,
-    action: str,
-    kind: Literal["build", "job"],
-    project_id: str,
-    target_id: str,
-    ctx: Context,
-) -> _Verdict | Elicit[ConfirmAnswer]:
-    if tool not in deps.confirm_tools:
+    deps: Deps, trigger: Trigger[Any], project_id: str, target_id: str, ctx: Context
+) -> _Resolution:
+    if trigger.tool not in deps.confirm_tools:
         return _Verdict(outcome="not_required")
-    if not await would_send(deps, tool=tool, kind=kind, project_id=project_id, target_id=target_id):
+    if not await would_send(deps, trigger, project_id, target_id):
         return _Verdict(outcome="not_asked")  # the tool body refuses it with the real reason
     elicitation = ctx.client_capabilities.elicitation if ctx.client_capabilities else None
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
         return _Verdict(outcome="unsupported")
     return Elicit(
-        f"An agent wants to {action} InfraBox {kind} {target_id} in project {project_id} ({tool}). Allow it?",
+        f"An agent wants to {trigger.action} InfraBox {trigger.kind} {target_id} in project {project_id} "
+        f"({trigger.tool}). Allow it?",
         ConfirmAnswer,
     )
 
 
-def build_resolver(deps: Deps, tool: str, action: str):
-    async def resolve(project_id: str, build_id: str, ctx: Context) -> _Verdict | Elicit[ConfirmAnswer]:
-        return await _resolve(deps, tool, action, "build", project_id, build_id, ctx)
+def ask_first(deps: Deps, trigger: Trigger[Any]) -> Resolve:
+    """The `Resolve` for a trigger tool's confirmation parameter; it reads the tool's own id arguments."""
+    return Resolve(
+        _build_resolver(deps, trigger) if trigger.kind == "build" else _job_resolver(deps, trigger)
+    )
 
-    return Annotated[Confirmation, Resolve(resolve)]
+
+def _build_resolver(deps: Deps, trigger: Trigger[Any]) -> Callable[..., Awaitable[_Resolution]]:
+    async def resolve(project_id: str, build_id: str, ctx: Context) -> _Resolution:
+        return await _resolve(deps, trigger, project_id, build_id, ctx)
+
+    return resolve
 
 
-def job_resolver(deps: Deps, tool: str, action: str):
-    async def resolve(project_id: str, job_id: str, ctx: Context) -> _Verdict | Elicit[ConfirmAnswer]:
-        return await _resolve(deps, tool, action, "job", project_id, job_id, ctx)
+def _job_resolver(deps: Deps, trigger: Trigger[Any]) -> Callable[..., Awaitable[_Resolution]]:
+    async def resolve(project_id: str, job_id: str, ctx: Context) -> _Resolution:
+        return await _resolve(deps, trigger, project_id, job_id, ctx)
 
-    return Annotated[Confirmation, Resolve(resolve)]
+    return resolve

@@ -32,6 +32,7 @@ from mcp_ci_tools.policy import (
     InvalidId,
     PolicyDenied,
     StateStoreUnavailable,
+    ToolsetDisabled,
     TriggerNotAllowed,
 )
 
@@ -98,6 +99,12 @@ def _message(error: Exception, t: Target) -> str:
             )
         case InvalidArgument():
             return f"{error.argument}: {error.problem}. Nothing was sent to InfraBox; check the value and call again."
+        case ToolsetDisabled():
+            return (
+                f"This server does not serve the {error.toolset} tools (MCP_CI_TOOLSETS), so the {t.action} of "
+                f"{t.thing} was not sent. Use the tools listed by tools/list; the operator must add "
+                f"{error.toolset} to MCP_CI_TOOLSETS to enable them."
+            )
         case TriggerNotAllowed(learned=False):
             return (
                 f"This server's InfraBox token ({t.token_fingerprint}) has no trigger permission (allow_trigger), "

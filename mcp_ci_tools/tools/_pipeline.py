@@ -16,13 +16,13 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
+from typing import Any, Generic, Literal, NoReturn, TypeVar
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Decision, Outcome
-from mcp_ci_tools.client import Forbidden, InfraBoxClient, InfraBoxError, OutcomeUnknown, WriteAnswer
+from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, WriteAnswer
 from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate
 from mcp_ci_tools.policy import BudgetExhausted, BudgetState, PolicyDenied, ToolsetDisabled, parse_id
 from mcp_ci_tools.tools._deps import Caller, Deps

@@ -14,13 +14,12 @@ from typing import Any, TypeVar
 import anyio
 from mcp.types import ToolAnnotations
 
-from mcp_ci_tools.audit import AuditRecord, Outcome
+from mcp_ci_tools.audit import AuditRecord, Decision, Outcome
 from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job, Page
 from mcp_ci_tools.policy import PolicyDenied, parse_id
-from mcp_ci_tools.tools._deps import Deps, counted_in_flight
+from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 from mcp_ci_tools.tools._views import problem_first
-from mcp_ci_tools.tools._write import audit_id, write_or_log
 
 __all__ = ["ReadCall", "build_with_jobs", "gather", "learn_lineage", "read_annotations", "run_read"]
 
@@ -87,7 +86,6 @@ class ReadCall:
         return self.ids["project_id"]
 
 
-@counted_in_flight
 async def run_read(
     deps: Deps,
     *,
@@ -115,22 +113,30 @@ async def run_read(
         token_fingerprint=caller.fingerprint,
     )
 
-    def audit(decision: str, outcome: Outcome, **fields: Any) -> None:
-        audited_ids = {
-            key: audit_id(value) for key, value in ids.items() if key in ("project_id", "build_id", "job_id")
-        }
+    def audit(
+        decision: Decision,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+        http_status: int | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
         record = AuditRecord(
             event="result",
             tool=tool,
             token=caller.fingerprint,
             request_id=request_id,
-            decision=decision,  # type: ignore[arg-type]
+            decision=decision,
             outcome=outcome,
+            reason=reason,
+            project_id=ids.get("project_id"),
+            build_id=ids.get("build_id"),
+            job_id=ids.get("job_id"),
+            http_status=http_status,
             duration_ms=round((deps.clock() - started) * 1000, 3),
-            **audited_ids,
-            **fields,
+            detail=summary or {},
         )
-        write_or_log(deps, record, durable=False)
+        deps.audit.write_or_log(record, durable=False)
 
     try:
         parsed = {key: parse_id(key, value) for key, value in ids.items()}
@@ -149,5 +155,5 @@ async def run_read(
     except InfraBoxError as error:
         audit("allowed", "error", reason=audit_reason(error), http_status=error.status)
         raise to_tool_error(error, target) from None
-    audit("allowed", "success", http_status=200, detail=detail(result) if detail else {})
+    audit("allowed", "success", http_status=200, summary=detail(result) if detail else None)
     return result

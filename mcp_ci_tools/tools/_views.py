@@ -1,10 +1,11 @@
-"""Output pieces the read tools share: bounded job and build views, state counts, the byte budget."""
+"""Output pieces the tools share: budget, build and job views, state counts, and the byte budget they fit in."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from typing import TypeVar
 
 from pydantic import BaseModel, Field
@@ -14,9 +15,11 @@ from mcp_ci_tools.domain.actions import JobActions, downstream_of, possible_acti
 from mcp_ci_tools.domain.masking import mask
 from mcp_ci_tools.domain.states import ATTENTION_ORDER
 from mcp_ci_tools.domain.timestamps import parse_timestamp
+from mcp_ci_tools.policy import BudgetState
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
+    "BudgetOut",
     "BuildView",
     "JobView",
     "clip",
@@ -33,6 +36,19 @@ MAX_OUTPUT_BYTES = 100_000
 _MESSAGE_CHARS = 300
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class BudgetOut(BaseModel):
+    """A budget: requests left in the sliding window and when the next slot frees."""
+
+    limit: int = Field(description="requests allowed in any sliding window")
+    remaining: int = Field(description="requests left in the current window")
+    window_seconds: int
+    seconds_until_next_slot: int = Field(description="0 when a request can be sent now")
+
+    @classmethod
+    def of(cls, state: BudgetState) -> BudgetOut:
+        return cls(**asdict(state))
 
 
 def clip(text: str | None, limit: int = _MESSAGE_CHARS) -> str | None:

@@ -1,16 +1,83 @@
-"""Build tools: restart_build and abort_build."""
+"""Build tools: list_builds and get_build (reads), restart_build and abort_build (triggers)."""
+
+# No `from __future__ import annotations`: the trigger tools' confirmation annotation holds a resolver
+# built at registration, which the SDK must see as an object, not as a string to evaluate later.
+
+from typing import Annotated
 
 from mcp.server import MCPServer
-from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from mcp_ci_tools.client import InfraBoxClient
-from mcp_ci_tools.tools._confirm import build_resolver, outcome_of
+from mcp_ci_tools.client import BuildAborted, BuildRestarted, InfraBoxClient
+from mcp_ci_tools.tools._args import BuildId, ProjectId
+from mcp_ci_tools.tools._confirm import Confirmation, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._models import BudgetOut, BuildId, ProjectId, replay_note
-from mcp_ci_tools.tools._write import run_trigger
+from mcp_ci_tools.tools._pipeline import run_trigger
+from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, learn_lineage, read_annotations, run_read
+from mcp_ci_tools.tools._triggers import Trigger, trigger_annotations
+from mcp_ci_tools.tools._views import (
+    MAX_OUTPUT_BYTES,
+    BudgetOut,
+    BuildView,
+    JobView,
+    fit,
+    job_views,
+    state_counts,
+)
 
-__all__ = ["AbortBuildResult", "RestartBuildResult", "register"]
+__all__ = [
+    "ABORT_BUILD",
+    "MAX_BUILDS",
+    "RESTART_BUILD",
+    "AbortBuildResult",
+    "GetBuildResult",
+    "ListBuildsResult",
+    "RestartBuildResult",
+    "register_reads",
+    "register_triggers",
+]
+
+MAX_BUILDS = 50
+
+RESTART_BUILD = Trigger(
+    tool="restart_build",
+    action="restart",
+    kind="build",
+    send=InfraBoxClient.restart_build,
+    answer=BuildRestarted,
+    loop_guarded=True,
+)
+ABORT_BUILD = Trigger(
+    tool="abort_build",
+    action="abort",
+    kind="build",
+    send=InfraBoxClient.abort_build,
+    answer=BuildAborted,
+    loop_guarded=False,
+)
+
+
+class ListBuildsResult(BaseModel):
+    project_id: str
+    builds: list[BuildView] = Field(description="newest first")
+    returned: int
+    limit: int = Field(description="the limit applied (1..50)")
+    filters: dict[str, str] = Field(description="branch/status filters applied")
+    truncated: bool = Field(description="more builds matched than were returned")
+    note: str | None = Field(description="set when the limit was clamped or something was cut")
+
+
+class GetBuildResult(BaseModel):
+    project_id: str
+    build: BuildView
+    state_counts: dict[str, int] = Field(description="jobs per state, over ALL jobs of the build")
+    jobs_total: int
+    jobs: list[JobView] = Field(
+        description="problem jobs first (failure, error, unstable, killed, active), then the rest"
+    )
+    jobs_shown: int
+    truncated: bool
+    next_step: str
 
 
 class RestartBuildResult(BaseModel):
@@ -37,37 +104,121 @@ class AbortBuildResult(BaseModel):
     next_step: str
 
 
-def register(server: MCPServer, deps: Deps) -> None:
+def register_reads(server: MCPServer, deps: Deps) -> None:
     @server.tool(
-        name="restart_build",
+        name="list_builds",
+        title="List InfraBox builds",
+        description=(
+            "List a project's builds, newest first (id, build number, restart counter, branch, commit, status). "
+            "Filter by branch (exact name) and status (e.g. failure, running, finished). limit is 1..50 "
+            "(default 20). For why a build failed, call diagnose_build next."
+        ),
+        annotations=read_annotations("List InfraBox builds"),
+    )
+    async def list_builds(
+        project_id: ProjectId,
+        branch: Annotated[str | None, Field(description="only builds of this branch", max_length=512)] = None,
+        status: Annotated[str | None, Field(description="only builds in this status", max_length=64)] = None,
+        limit: Annotated[int, Field(description="how many builds (1..50)")] = 20,
+    ) -> ListBuildsResult:
+        applied = min(max(limit, 1), MAX_BUILDS)
+        filters = {key: value for key, value in (("branch", branch), ("status", status)) if value}
+
+        async def fetch(call: ReadCall) -> ListBuildsResult:
+            page = await call.client.list_builds(
+                call.project, request_id=call.request_id, branch=branch, status=status, limit=applied
+            )
+            await learn_lineage(deps, call.project, builds=page.items)
+            # Upstream #621 ignores the query parameters: filter here as well.
+            matching = [
+                b
+                for b in page.items
+                if (not branch or b.branch == branch) and (not status or b.status == status)
+            ]
+            views = fit([BuildView.of(b) for b in matching[:applied]], MAX_OUTPUT_BYTES - 2_000)
+            notes = []
+            if applied != limit:
+                notes.append(f"limit {limit} was clamped to {applied} (allowed: 1..{MAX_BUILDS})")
+            if len(views) < min(len(matching), applied):
+                notes.append("the list was cut to stay under 100 kB")
+            return ListBuildsResult(
+                project_id=project_id,
+                builds=views,
+                returned=len(views),
+                limit=applied,
+                filters=filters,
+                truncated=len(views) < len(matching) or (page.total or 0) > len(page.items),
+                note="; ".join(notes) or None,
+            )
+
+        return await run_read(
+            deps,
+            tool="list_builds",
+            kind="project",
+            ids={"project_id": project_id},
+            needs={"list_builds": 1},
+            fetch=fetch,
+            detail=lambda r: {"returned": r.returned},
+        )
+
+    @server.tool(
+        name="get_build",
+        title="Get InfraBox build with its jobs",
+        description=(
+            "Get one build with its jobs (id, name, state, duration, message), a count of jobs per state, and "
+            "for each job whether restart_job, rerun_job and abort_job are possible now (yes/no/unknown, with "
+            "reasons). For a failed build, diagnose_build gives this plus failed tests and log tails in one call."
+        ),
+        annotations=read_annotations("Get InfraBox build"),
+    )
+    async def get_build(project_id: ProjectId, build_id: BuildId) -> GetBuildResult:
+        async def fetch(call: ReadCall) -> GetBuildResult:
+            build, jobs, ordered = await build_with_jobs(deps, call)
+            views = fit(job_views(ordered, deps.clock(), build_jobs=jobs.items), MAX_OUTPUT_BYTES - 6_000)
+            total = max(jobs.total or 0, len(jobs.items))
+            return GetBuildResult(
+                project_id=project_id,
+                build=BuildView.of(build),
+                state_counts=state_counts(jobs.items),
+                jobs_total=total,
+                jobs=views,
+                jobs_shown=len(views),
+                truncated=len(views) < total,
+                next_step=(
+                    "Act only where an action says 'yes' (or 'unknown', accepting that InfraBox may refuse). "
+                    "For failed jobs, diagnose_build shows failed tests and log tails; get_job_log shows one log."
+                ),
+            )
+
+        return await run_read(
+            deps,
+            tool="get_build",
+            kind="build",
+            ids={"project_id": project_id, "build_id": build_id},
+            needs={"list_builds": 1, "list_jobs": 1},
+            fetch=fetch,
+            detail=lambda r: {"jobs_total": r.jobs_total},
+        )
+
+
+def register_triggers(server: MCPServer, deps: Deps) -> None:
+    @server.tool(
+        name=RESTART_BUILD.tool,
         title="Restart InfraBox build",
         description=(
             "Restart a build: InfraBox creates a new build (same number and commit, restart_counter + 1) whose "
             "jobs all run again; the old build stays. Works on running builds too. To re-run only failed jobs use "
             "restart_job or rerun_job."
         ),
-        annotations=ToolAnnotations(
-            title="Restart InfraBox build",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=trigger_annotations("Restart InfraBox build", destructive=False),
     )
     async def restart_build(
         project_id: ProjectId,
         build_id: BuildId,
-        confirmation: build_resolver(deps, "restart_build", "restart"),  # type: ignore[valid-type]
+        confirmation: Annotated[Confirmation, ask_first(deps, RESTART_BUILD)],
     ) -> RestartBuildResult:
         done = await run_trigger(
-            deps,
-            tool="restart_build",
-            action="restart",
-            kind="build",
-            project_id=project_id,
-            target_id=build_id,
-            confirmation=outcome_of(confirmation),
-            send=InfraBoxClient.restart_build,
+            deps, RESTART_BUILD, project_id, build_id, confirmation=outcome_of(confirmation)
         )
         answer = done.answer
         if answer.new_build_id:
@@ -92,39 +243,26 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            replayed=done.replayed_after_s is not None,
-            next_step=replay_note(done.replayed_after_s) + next_step,
+            replayed=done.replayed,
+            next_step=done.next_step(next_step),
         )
 
     @server.tool(
-        name="abort_build",
+        name=ABORT_BUILD.tool,
         title="Abort InfraBox build",
         description=(
             "Abort a build: InfraBox's scheduler later kills its queued and running jobs (asynchronous; "
             "finished jobs stay). Check with get_build."
         ),
-        annotations=ToolAnnotations(
-            title="Abort InfraBox build",
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=trigger_annotations("Abort InfraBox build", destructive=True),
     )
     async def abort_build(
         project_id: ProjectId,
         build_id: BuildId,
-        confirmation: build_resolver(deps, "abort_build", "abort"),  # type: ignore[valid-type]
+        confirmation: Annotated[Confirmation, ask_first(deps, ABORT_BUILD)],
     ) -> AbortBuildResult:
         done = await run_trigger(
-            deps,
-            tool="abort_build",
-            action="abort",
-            kind="build",
-            project_id=project_id,
-            target_id=build_id,
-            confirmation=outcome_of(confirmation),
-            send=InfraBoxClient.abort_build,
+            deps, ABORT_BUILD, project_id, build_id, confirmation=outcome_of(confirmation)
         )
         return AbortBuildResult(
             project_id=project_id,
@@ -134,9 +272,8 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=done.answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            replayed=done.replayed_after_s is not None,
-            next_step=replay_note(done.replayed_after_s)
-            + (
+            replayed=done.replayed,
+            next_step=done.next_step(
                 "Abort requested. InfraBox kills the build's active jobs asynchronously (state 'killed', message "
                 "'Aborted by <user>'); finished jobs are unchanged. Confirm with get_build in a few seconds; "
                 "do not abort again."

@@ -11,8 +11,16 @@ from pydantic import BaseModel, Field
 from mcp_ci_tools.client import InfraBoxError, Job
 from mcp_ci_tools.domain import logtext
 from mcp_ci_tools.domain.states import PROBLEM_STATES, TERMINAL_STATES
+from mcp_ci_tools.tools._args import BuildId, ProjectId
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._models import BuildId, ProjectId
+from mcp_ci_tools.tools._findings import (
+    TESTS_PER_JOB,
+    ProblemJob,
+    TestView,
+    bounded_log,
+    summarize,
+    test_views,
+)
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
 from mcp_ci_tools.tools._views import (
     MAX_OUTPUT_BYTES,
@@ -23,25 +31,13 @@ from mcp_ci_tools.tools._views import (
     rendered_size,
     state_counts,
 )
-from mcp_ci_tools.tools.job_reads import TestView, bounded_log, test_views
 
-__all__ = ["MAX_LOG_FETCHES", "MAX_TESTRUN_FETCHES", "DiagnoseResult", "ProblemJob", "register", "summarize"]
+__all__ = ["MAX_LOG_FETCHES", "MAX_TESTRUN_FETCHES", "DiagnoseResult", "register"]
 
 MAX_LOG_FETCHES = 10
 MAX_TESTRUN_FETCHES = 30
-_TESTS_PER_JOB = 5
 _LOG_LINES, _LOG_BYTES = 25, 2_000
 _CONCURRENT_FETCHES = 4
-
-
-class ProblemJob(BaseModel):
-    job: JobView
-    failed_tests: list[TestView] = Field(description=f"up to {_TESTS_PER_JOB} failed tests")
-    failed_tests_total: int | None = Field(description="null when test results were not fetched")
-    log_tail: str | None = Field(
-        description="masked end of the console (untrusted CI output); null if not fetched"
-    )
-    log_note: str | None
 
 
 class DiagnoseResult(BaseModel):
@@ -56,40 +52,6 @@ class DiagnoseResult(BaseModel):
     other_jobs: list[JobView] = Field(description="the remaining jobs, active ones first")
     untrusted: str
     left_out: list[str] = Field(description="what was not fetched or not shown, and why")
-
-
-def _suggestion(problems: list[ProblemJob], counts: dict[str, int]) -> str:
-    if not problems:
-        if any(counts.get(s) for s in ("queued", "scheduled", "running")):
-            return "Nothing has failed yet; jobs are still active. Check again later with get_build."
-        return "No job failed. Nothing to restart."
-    first = problems[0].job
-    actions = first.actions
-    skipped = counts.get("skipped", 0)
-    if actions.restart != "no" and skipped:
-        return (
-            f"Start with '{first.name}'. {skipped} job(s) were skipped because of failures: restart_job on "
-            f"'{first.name}' re-runs it with its downstream jobs (restart: {actions.restart})."
-        )
-    if actions.rerun != "no":
-        return f"Start with '{first.name}': rerun_job re-runs just that job (rerun: {actions.rerun})."
-    if actions.restart != "no":
-        return f"Start with '{first.name}': restart_job (restart: {actions.restart})."
-    reasons = "; ".join(actions.reasons.values())
-    return f"'{first.name}' cannot be restarted or rerun now ({reasons}). restart_build starts the whole build again."
-
-
-def summarize(build: BuildView, counts: dict[str, int], problems: list[ProblemJob], total: int) -> str:
-    name = f"Build #{build.build_number}" if build.build_number is not None else f"Build {build.id}"
-    branch = f" on {build.branch}" if build.branch else ""
-    tally = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no jobs"
-    lines = [f"{name}{branch} is {build.status or 'without a status'}: {total} job(s), {tally}."]
-    for problem in problems[:3]:
-        detail = f": {problem.job.message}" if problem.job.message else ""
-        tests = f"; {problem.failed_tests_total} failed test(s)" if problem.failed_tests_total else ""
-        lines.append(f"'{problem.job.name}' is {problem.job.state}{detail}{tests}.")
-    lines.append(_suggestion(problems, counts))
-    return " ".join(lines)
 
 
 def register(server: MCPServer, deps: Deps) -> None:
@@ -163,7 +125,7 @@ def register(server: MCPServer, deps: Deps) -> None:
                         )
                     except (InfraBoxError, ValueError):
                         return
-                tests[job.id] = test_views(runs.items, only_failed=True, limit=_TESTS_PER_JOB)
+                tests[job.id] = test_views(runs.items, only_failed=True, limit=TESTS_PER_JOB)
 
             async with anyio.create_task_group() as group:
                 for job in problems[:log_slots]:

@@ -11,8 +11,7 @@ from mcp_ci_tools.audit import AuditRecord
 from mcp_ci_tools.domain.timestamps import rfc3339
 from mcp_ci_tools.policy import BudgetState, StateStoreUnavailable
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._models import BudgetOut
-from mcp_ci_tools.tools._write import write_or_log
+from mcp_ci_tools.tools._views import BudgetOut
 
 __all__ = ["TriggerPermissionOut", "WhoamiResult", "register"]
 
@@ -76,8 +75,7 @@ def register(server: MCPServer, deps: Deps) -> None:
             hint = f"Trigger budget used up; the next slot frees in {budget.seconds_until_next_slot} s."
         else:
             hint = f"Trigger tools may send {budget.remaining} more request(s) in the current window."
-        write_or_log(
-            deps,
+        deps.audit.write_or_log(
             AuditRecord(
                 event="result",
                 tool="whoami",

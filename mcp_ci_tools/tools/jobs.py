@@ -1,16 +1,67 @@
-"""Job tools: restart_job, rerun_job and abort_job."""
+"""Job tools: get_job (read), restart_job, rerun_job and abort_job (triggers)."""
+
+# No `from __future__ import annotations`: the trigger tools' confirmation annotation holds a resolver
+# built at registration, which the SDK must see as an object, not as a string to evaluate later.
+
+from typing import Annotated
 
 from mcp.server import MCPServer
-from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from mcp_ci_tools.client import InfraBoxClient
-from mcp_ci_tools.tools._confirm import job_resolver, outcome_of
+from mcp_ci_tools.client import InfraBoxClient, JobAborted, JobRerun, JobRestarted
+from mcp_ci_tools.tools._args import JobId, ProjectId
+from mcp_ci_tools.tools._confirm import Confirmation, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._models import BudgetOut, JobId, ProjectId, replay_note
-from mcp_ci_tools.tools._write import run_trigger
+from mcp_ci_tools.tools._pipeline import run_trigger
+from mcp_ci_tools.tools._read import ReadCall, learn_lineage, read_annotations, run_read
+from mcp_ci_tools.tools._triggers import Trigger, trigger_annotations
+from mcp_ci_tools.tools._views import BudgetOut, JobView, job_views
 
-__all__ = ["AbortJobResult", "RerunJobResult", "RestartJobResult", "register"]
+__all__ = [
+    "ABORT_JOB",
+    "RERUN_JOB",
+    "RESTART_JOB",
+    "AbortJobResult",
+    "GetJobResult",
+    "RerunJobResult",
+    "RestartJobResult",
+    "register_reads",
+    "register_triggers",
+]
+
+RESTART_JOB = Trigger(
+    tool="restart_job",
+    action="restart",
+    kind="job",
+    send=InfraBoxClient.restart_job,
+    answer=JobRestarted,
+    loop_guarded=True,
+)
+RERUN_JOB = Trigger(
+    tool="rerun_job",
+    action="rerun",
+    kind="job",
+    send=InfraBoxClient.rerun_job,
+    answer=JobRerun,
+    loop_guarded=True,
+)
+ABORT_JOB = Trigger(
+    tool="abort_job",
+    action="abort",
+    kind="job",
+    send=InfraBoxClient.abort_job,
+    answer=JobAborted,
+    loop_guarded=False,
+)
+
+
+class GetJobResult(BaseModel):
+    project_id: str
+    job: JobView
+    build_id: str | None
+    start_date: str | None
+    end_date: str | None
+    next_step: str
 
 
 class RestartJobResult(BaseModel):
@@ -62,38 +113,57 @@ def _restart_next_step(result_ids: list[str], count: int | None) -> str:
     )
 
 
-def register(server: MCPServer, deps: Deps) -> None:
+def register_reads(server: MCPServer, deps: Deps) -> None:
     @server.tool(
-        name="restart_job",
+        name="get_job",
+        title="Get InfraBox job",
+        description=(
+            "Get one job: state, duration, message and which actions (restart_job, rerun_job, abort_job) are "
+            "possible now. For its console use get_job_log; for failed tests get_test_results."
+        ),
+        annotations=read_annotations("Get InfraBox job"),
+    )
+    async def get_job(project_id: ProjectId, job_id: JobId) -> GetJobResult:
+        async def fetch(call: ReadCall) -> GetJobResult:
+            job = await call.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id)
+            await learn_lineage(deps, call.project, jobs=[job])
+            [view] = job_views([job], deps.clock())
+            return GetJobResult(
+                project_id=project_id,
+                job=view,
+                build_id=job.build_id,
+                start_date=job.start_date,
+                end_date=job.end_date,
+                next_step="get_build shows the job among its build's jobs, which decides dependency rules.",
+            )
+
+        return await run_read(
+            deps,
+            tool="get_job",
+            kind="job",
+            ids={"project_id": project_id, "job_id": job_id},
+            needs={"list_jobs": 1},
+            fetch=fetch,
+        )
+
+
+def register_triggers(server: MCPServer, deps: Deps) -> None:
+    @server.tool(
+        name=RESTART_JOB.tool,
         title="Restart InfraBox job and its downstream jobs",
         description=(
             "Restart a failed or finished job AND every job downstream of it: InfraBox clones them as new "
             "queued jobs (name.1) and marks the originals restarted. Only run_* jobs whose dependents are finished "
             "or queued. For this job alone use rerun_job."
         ),
-        annotations=ToolAnnotations(
-            title="Restart InfraBox job and downstream",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=trigger_annotations("Restart InfraBox job and downstream", destructive=False),
     )
     async def restart_job(
         project_id: ProjectId,
         job_id: JobId,
-        confirmation: job_resolver(deps, "restart_job", "restart"),  # type: ignore[valid-type]
+        confirmation: Annotated[Confirmation, ask_first(deps, RESTART_JOB)],
     ) -> RestartJobResult:
-        done = await run_trigger(
-            deps,
-            tool="restart_job",
-            action="restart",
-            kind="job",
-            project_id=project_id,
-            target_id=job_id,
-            confirmation=outcome_of(confirmation),
-            send=InfraBoxClient.restart_job,
-        )
+        done = await run_trigger(deps, RESTART_JOB, project_id, job_id, confirmation=outcome_of(confirmation))
         answer = done.answer
         return RestartJobResult(
             project_id=project_id,
@@ -103,41 +173,25 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            replayed=done.replayed_after_s is not None,
-            next_step=replay_note(done.replayed_after_s)
-            + _restart_next_step(answer.new_job_ids, answer.jobs_restarted),
+            replayed=done.replayed,
+            next_step=done.next_step(_restart_next_step(answer.new_job_ids, answer.jobs_restarted)),
         )
 
     @server.tool(
-        name="rerun_job",
+        name=RERUN_JOB.tool,
         title="Rerun one InfraBox job",
         description=(
             "Rerun ONE failed or finished job: InfraBox clones only it (name.1); jobs skipped because of it stay "
             "skipped (restart_job reruns those too). Its parents must not be running."
         ),
-        annotations=ToolAnnotations(
-            title="Rerun one InfraBox job",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=trigger_annotations("Rerun one InfraBox job", destructive=False),
     )
     async def rerun_job(
         project_id: ProjectId,
         job_id: JobId,
-        confirmation: job_resolver(deps, "rerun_job", "rerun"),  # type: ignore[valid-type]
+        confirmation: Annotated[Confirmation, ask_first(deps, RERUN_JOB)],
     ) -> RerunJobResult:
-        done = await run_trigger(
-            deps,
-            tool="rerun_job",
-            action="rerun",
-            kind="job",
-            project_id=project_id,
-            target_id=job_id,
-            confirmation=outcome_of(confirmation),
-            send=InfraBoxClient.rerun_job,
-        )
+        done = await run_trigger(deps, RERUN_JOB, project_id, job_id, confirmation=outcome_of(confirmation))
         new_id = done.answer.new_job_id
         follow = f"get_job(project_id, '{new_id}')" if new_id else "get_build on the same build"
         return RerunJobResult(
@@ -147,44 +201,28 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=done.answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            replayed=done.replayed_after_s is not None,
-            next_step=replay_note(done.replayed_after_s)
-            + (
+            replayed=done.replayed,
+            next_step=done.next_step(
                 f"InfraBox queued a clone of the job{f' ({new_id})' if new_id else ''}; downstream jobs were not "
                 f"cloned. Follow it with {follow}; do not rerun the original again."
             ),
         )
 
     @server.tool(
-        name="abort_job",
+        name=ABORT_JOB.tool,
         title="Abort InfraBox job",
         description=(
             "Abort one queued or running job (asynchronous: InfraBox's scheduler kills it; a finished job is "
             "unchanged)."
         ),
-        annotations=ToolAnnotations(
-            title="Abort InfraBox job",
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=trigger_annotations("Abort InfraBox job", destructive=True),
     )
     async def abort_job(
         project_id: ProjectId,
         job_id: JobId,
-        confirmation: job_resolver(deps, "abort_job", "abort"),  # type: ignore[valid-type]
+        confirmation: Annotated[Confirmation, ask_first(deps, ABORT_JOB)],
     ) -> AbortJobResult:
-        done = await run_trigger(
-            deps,
-            tool="abort_job",
-            action="abort",
-            kind="job",
-            project_id=project_id,
-            target_id=job_id,
-            confirmation=outcome_of(confirmation),
-            send=InfraBoxClient.abort_job,
-        )
+        done = await run_trigger(deps, ABORT_JOB, project_id, job_id, confirmation=outcome_of(confirmation))
         return AbortJobResult(
             project_id=project_id,
             job_id=job_id,
@@ -193,9 +231,8 @@ def register(server: MCPServer, deps: Deps) -> None:
             infrabox_message=done.answer.message,
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
-            replayed=done.replayed_after_s is not None,
-            next_step=replay_note(done.replayed_after_s)
-            + (
+            replayed=done.replayed,
+            next_step=done.next_step(
                 "Abort requested. InfraBox kills the job asynchronously (state 'killed'); if it had already "
                 "finished, nothing changes. Confirm with get_job in a few seconds; do not abort again."
             ),

@@ -1,53 +1,36 @@
-"""Job reads: get_job, get_job_log and get_test_results."""
+"""Log and test tools: get_job_log and get_test_results."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import anyio
 from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
-from mcp_ci_tools.client import JobLog, TestRun
 from mcp_ci_tools.domain import logtext
-from mcp_ci_tools.domain.states import FAILED_TEST_STATES, TERMINAL_STATES
+from mcp_ci_tools.domain.states import TERMINAL_STATES
 from mcp_ci_tools.policy import InvalidArgument
+from mcp_ci_tools.tools._args import JobId, ProjectId
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._models import JobId, ProjectId
-from mcp_ci_tools.tools._read import ReadCall, gather, learn_lineage, read_annotations, run_read
-from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, JobView, clip, fit, job_views
+from mcp_ci_tools.tools._findings import BoundedLog, TestView, bounded_log, test_views
+from mcp_ci_tools.tools._read import ReadCall, gather, read_annotations, run_read
+from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, fit
 
 __all__ = [
     "MAX_LOG_BYTES",
     "MAX_TAIL_LINES",
     "MAX_TESTS",
-    "BoundedLog",
-    "GetJobResult",
     "JobLogResult",
     "TestResults",
-    "TestView",
-    "bounded_log",
     "register",
-    "test_views",
 ]
 
 MAX_TAIL_LINES = 2_000
 MAX_LOG_BYTES = 100_000
 MAX_TESTS = 200
-_STACK_LINES = 8
-_STACK_CHARS = 1_500
 # Masking and searching a big log is CPU work; off the event loop it cannot stall other calls.
 _THREAD_ABOVE_BYTES = 1_000_000
-
-
-class GetJobResult(BaseModel):
-    project_id: str
-    job: JobView
-    build_id: str | None
-    start_date: str | None
-    end_date: str | None
-    next_step: str
 
 
 class JobLogResult(BaseModel):
@@ -74,17 +57,6 @@ class JobLogResult(BaseModel):
     note: str | None
 
 
-class TestView(BaseModel):
-    __test__ = False
-
-    name: str | None
-    suite: str | None
-    state: str | None
-    duration_s: float | None
-    message: str | None
-    stack: str | None = Field(description=f"the first {_STACK_LINES} lines of the stack trace")
-
-
 class TestResults(BaseModel):
     __test__ = False
 
@@ -98,101 +70,7 @@ class TestResults(BaseModel):
     note: str | None
 
 
-def _stack(stack: str | None) -> str | None:
-    if not stack:
-        return None
-    lines = stack.splitlines()
-    head = "\n".join(line[:300] for line in lines[:_STACK_LINES])
-    if len(lines) > _STACK_LINES:
-        head += f"\n… {len(lines) - _STACK_LINES} more lines"
-    return clip(head, _STACK_CHARS)
-
-
-def test_views(runs: list[TestRun], *, only_failed: bool, limit: int) -> tuple[list[TestView], int]:
-    """Bounded views of test runs (failed first), and how many failed in all."""
-    failed = [r for r in runs if r.state in FAILED_TEST_STATES]
-    chosen = failed if only_failed else failed + [r for r in runs if r.state not in FAILED_TEST_STATES]
-    views = [
-        TestView(
-            name=clip(r.name, 300),
-            suite=clip(r.suite, 300),
-            state=r.state,
-            duration_s=r.duration,
-            message=clip(r.message, 500),
-            stack=_stack(r.stack),
-        )
-        for r in chosen[:limit]
-    ]
-    return views, len(failed)
-
-
-@dataclass(frozen=True)
-class BoundedLog:
-    """A fetched log cut to budget and masked, in tail or grep mode."""
-
-    text: str
-    returned_bytes: int
-    cut: bool
-    masked_secrets: int
-    first_line: int | None = None
-    match_count: int | None = None
-    shown_matches: int | None = None
-
-
-def bounded_log(log: JobLog, *, tail_lines: int, max_bytes: int, pattern: str | None = None) -> BoundedLog:
-    if pattern is None:
-        sliced = logtext.tail(log.text, tail_lines=tail_lines, max_bytes=max_bytes)
-        return BoundedLog(
-            text=sliced.text,
-            returned_bytes=sliced.returned_bytes,
-            cut=sliced.truncated,
-            masked_secrets=sliced.masked_secrets,
-            first_line=sliced.first_line,
-        )
-    found = logtext.grep(log.text, pattern, context=3, max_bytes=max_bytes)
-    return BoundedLog(
-        text=found.text,
-        returned_bytes=found.returned_bytes,
-        cut=found.truncated or not found.search_complete,
-        masked_secrets=found.masked_secrets,
-        match_count=found.match_count,
-        shown_matches=found.shown_matches,
-    )
-
-
 def register(server: MCPServer, deps: Deps) -> None:
-    @server.tool(
-        name="get_job",
-        title="Get InfraBox job",
-        description=(
-            "Get one job: state, duration, message and which actions (restart_job, rerun_job, abort_job) are "
-            "possible now. For its console use get_job_log; for failed tests get_test_results."
-        ),
-        annotations=read_annotations("Get InfraBox job"),
-    )
-    async def get_job(project_id: ProjectId, job_id: JobId) -> GetJobResult:
-        async def fetch(call: ReadCall) -> GetJobResult:
-            job = await call.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id)
-            await learn_lineage(deps, call.project, jobs=[job])
-            [view] = job_views([job], deps.clock())
-            return GetJobResult(
-                project_id=project_id,
-                job=view,
-                build_id=job.build_id,
-                start_date=job.start_date,
-                end_date=job.end_date,
-                next_step="get_build shows the job among its build's jobs, which decides dependency rules.",
-            )
-
-        return await run_read(
-            deps,
-            tool="get_job",
-            kind="job",
-            ids={"project_id": project_id, "job_id": job_id},
-            needs={"list_jobs": 1},
-            fetch=fetch,
-        )
-
     @server.tool(
         name="get_job_log",
         title="Get InfraBox job log (tail or grep)",

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 
 from mcp_ci_tools.domain.states import ACTIVE_STATES, PROBLEM_STATES, TERMINAL_STATES
 from mcp_ci_tools.policy import BudgetExhausted
+from mcp_ci_tools.tools._args import BuildId, ProjectId
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._models import BuildId, ProjectId
+from mcp_ci_tools.tools._findings import ProblemJob, summarize
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
 from mcp_ci_tools.tools._views import BuildView, job_views, problem_first, state_counts
-from mcp_ci_tools.tools.diagnose import ProblemJob, summarize
 
 __all__ = ["MAX_TIMEOUT_S", "WaitForBuildResult", "register"]
 
