@@ -88,10 +88,7 @@ def _start_up_done() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    gc.disable()
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] in (["sandbox"], ["demo"]):
-        gc.enable()
     if args[:1] == ["sandbox"]:
         from mcp_ci_tools.sandbox.__main__ import main as sandbox_main
 
@@ -101,7 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mcp_ci_tools.demo import main as demo_main
 
         return demo_main(args[1:])
+    gc.disable()  # until start-up is done: see _start_up_done
+    try:
+        return _serve(args)
+    finally:
+        gc.enable()  # on every way out, a configuration error or --help included
 
+
+def _serve(args: list[str]) -> int:
     environ = dict(os.environ)
     if "--sandbox" in args:
         args.remove("--sandbox")
