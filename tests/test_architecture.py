@@ -16,7 +16,7 @@ PARTS = {
     ],
     "Tools": ["mcp_ci_tools/tools/"],
     "Policy": ["mcp_ci_tools/policy.py", "mcp_ci_tools/state.py"],
-    "Client": ["mcp_ci_tools/client.py"],
+    "Client": ["mcp_ci_tools/client/"],
     "Audit": ["mcp_ci_tools/audit.py"],
     "Config": ["mcp_ci_tools/config.py"],
     "Sandbox": ["mcp_ci_tools/sandbox/"],
