@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -39,12 +39,19 @@ class WriteAnswer:
 
     http_status: int
 
+    def created(self) -> list[tuple[Literal["build", "job"], str]]:
+        """The builds and jobs InfraBox created for this write, in the order it named them."""
+        return []
+
 
 @dataclass(frozen=True)
 class BuildRestarted(WriteAnswer):
     new_build_id: str | None
     restart_counter: int | None
     message: str | None
+
+    def created(self) -> list[tuple[Literal["build", "job"], str]]:
+        return [("build", self.new_build_id)] if self.new_build_id else []
 
 
 @dataclass(frozen=True)
@@ -59,11 +66,17 @@ class JobRestarted(WriteAnswer):
     new_job_ids: list[str] = field(default_factory=list)
     message: str | None = None
 
+    def created(self) -> list[tuple[Literal["build", "job"], str]]:
+        return [("job", job_id) for job_id in self.new_job_ids]
+
 
 @dataclass(frozen=True)
 class JobRerun(WriteAnswer):
     new_job_id: str | None
     message: str | None
+
+    def created(self) -> list[tuple[Literal["build", "job"], str]]:
+        return [("job", self.new_job_id)] if self.new_job_id else []
 
 
 @dataclass(frozen=True)

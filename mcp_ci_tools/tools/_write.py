@@ -71,13 +71,7 @@ def write_or_log(deps: Deps, record: AuditRecord, *, durable: bool) -> None:
 
 
 def _new_ids(answer: WriteAnswer) -> list[tuple[Literal["build", "job"], str]]:
-    found: list[tuple[Literal["build", "job"], str]] = []
-    if getattr(answer, "new_build_id", None):
-        found.append(("build", answer.new_build_id))  # type: ignore[attr-defined]
-    if getattr(answer, "new_job_id", None):
-        found.append(("job", answer.new_job_id))  # type: ignore[attr-defined]
-    found += [("job", job_id) for job_id in getattr(answer, "new_job_ids", [])]
-    return found
+    return answer.created()
 
 
 def _answer_record(answer: WriteAnswer, request_id: str, sent_at: float) -> DedupeRecord:
