@@ -165,11 +165,13 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
         # Entered once per stdio/in-memory connection and once per SSE session: the shared connection pool
-        # closes only when the last one ends.
+        # closes only when the last one ends, and the next first one opens it again.
         nonlocal sessions, started
         if not started:
             started = True
             await state.start()
+        if sessions == 0:
+            await client.open()
         sessions += 1
         try:
             yield

@@ -13,7 +13,8 @@
 The package is split the way httpx is: `_errors` (this tree), `_models` (what InfraBox answers, normalised),
 `_transport` (the pool, retries, and the only translation of httpx errors and status codes: a write is
 retried only when it was certainly not sent) and `_client` (`InfraBoxClient`, one method per endpoint).
-httpx and tenacity load on the first request, not on import.
+httpx and tenacity load on the first request, not on import. The pool opens on that first request; after
+`aclose()` every request raises RuntimeError until `open()`.
 """
 
 from mcp_ci_tools.client._client import InfraBoxClient

@@ -44,6 +44,7 @@ class InfraBoxClient:
 
     `with_token` gives another token's view over the same connection pool (HTTP transports serve many
     callers, each with their own token; one caller's token is only ever sent on that caller's calls).
+    The pool opens on the first request; after `aclose()` every view refuses to send until `open()`.
     """
 
     def __init__(
@@ -67,7 +68,12 @@ class InfraBoxClient:
     def with_token(self, token: str) -> InfraBoxClient:
         return InfraBoxClient(self._base_url, token, sleep=self._sleep, clock=self._clock, _pool=self._pool)
 
+    async def open(self) -> None:
+        """Makes a closed client usable again (for every view); does nothing to an open one."""
+        self._pool.open()
+
     async def aclose(self) -> None:
+        """Closes the shared pool: requests on any view raise RuntimeError until `open()`."""
         await self._pool.aclose()
 
     # Writes ---------------------------------------------------------------------------------------

@@ -48,15 +48,31 @@ _MAX_HONOURED_RETRY_AFTER_S = 10
 
 
 class _Pool:
-    """The one httpx client (connection pool) shared by every token's view of InfraBox."""
+    """The one httpx client (connection pool) shared by every token's view of InfraBox.
+
+    Created on the first request. Once closed it stays closed, and every request raises, until `open()`.
+    """
 
     def __init__(self, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
         self._timeout = timeout
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
+        self._closed = False
+
+    def open(self) -> None:
+        self._closed = False
+
+    async def aclose(self) -> None:
+        # Every change happens before the await, so an open() that runs meanwhile is not undone.
+        self._closed = True
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     def _get(self) -> httpx.AsyncClient:
-        if self._http is None or self._http.is_closed:
+        if self._closed:
+            raise RuntimeError("InfraBox client is closed; call open() first")
+        if self._http is None:
             import httpx
 
             self._http = httpx.AsyncClient(
@@ -67,11 +83,6 @@ class _Pool:
                 headers={"User-Agent": f"mcp-ci-tools/{__version__}", "Accept": "application/json"},
             )
         return self._http
-
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
     async def send(
         self,
