@@ -149,7 +149,8 @@ def _shared_lifespan(
     client: InfraBoxClient, state: State
 ) -> Callable[[MCPServer], AbstractAsyncContextManager[None]]:
     """Entered once per stdio/in-memory connection and once per SSE session (Streamable HTTP: once): the
-    state store starts with the first, and the connection pool and the store close when the last ends."""
+    state store starts with the first; the connection pool opens whenever sessions begin again, and it and
+    the store close when the last one ends."""
     sessions = 0
     started = False
 
@@ -159,6 +160,8 @@ def _shared_lifespan(
         if not started:
             started = True
             await state.start()
+        if sessions == 0:
+            await client.open()
         sessions += 1
         try:
             yield

@@ -219,6 +219,7 @@ async def test_the_http_client_is_recreated_after_close() -> None:
     client, seen = client_answering(httpx.Response(200, json={}))
     await client.abort_job(P, J, request_id="r")
     await client.aclose()
+    await client.open()
 
     await client.abort_job(P, J, request_id="r")
 

@@ -1,0 +1,184 @@
+"""`InfraBoxClient`: one method per `/api/v1/mcp` endpoint, typed results, errors from the one tree."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from mcp_ci_tools.client._errors import UpstreamBroken
+from mcp_ci_tools.client._models import (
+    Build,
+    BuildAborted,
+    BuildRestarted,
+    Job,
+    JobAborted,
+    JobLog,
+    JobRerun,
+    JobRestarted,
+    Page,
+    Project,
+    TestRun,
+    _build_aborted,
+    _build_restarted,
+    _job_aborted,
+    _job_log,
+    _job_rerun,
+    _job_restarted,
+    _one,
+    _page,
+)
+from mcp_ci_tools.client._transport import _Pool
+from mcp_ci_tools.domain.timestamps import Clock, Sleep
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["InfraBoxClient"]
+
+
+class InfraBoxClient:
+    """Talks to `{base_url}/api/v1/mcp` as one token. Paths take `uuid.UUID`, never strings.
+
+    `with_token` gives another token's view over the same connection pool (HTTP transports serve many
+    callers, each with their own token; one caller's token is only ever sent on that caller's calls).
+    The pool opens on the first request; after `aclose()` every view refuses to send until `open()`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+        clock: Clock = time.time,
+        _pool: _Pool | None = None,
+    ) -> None:
+        self.api_url = base_url.rstrip("/") + "/api/v1/mcp"
+        self._base_url = base_url
+        self._token = token
+        self._sleep = sleep
+        self._clock = clock
+        self._pool = _pool or _Pool(timeout, transport)
+
+    def with_token(self, token: str) -> InfraBoxClient:
+        return InfraBoxClient(self._base_url, token, sleep=self._sleep, clock=self._clock, _pool=self._pool)
+
+    async def open(self) -> None:
+        """Makes a closed client usable again (for every view); does nothing to an open one."""
+        self._pool.open()
+
+    async def aclose(self) -> None:
+        """Closes the shared pool: requests on any view raise RuntimeError until `open()`."""
+        await self._pool.aclose()
+
+    # Writes ---------------------------------------------------------------------------------------
+
+    async def restart_build(
+        self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str
+    ) -> BuildRestarted:
+        path = f"projects/{project_id}/builds/{build_id}/restart"
+        return _build_restarted(*await self._write("POST", path, request_id=request_id))
+
+    async def abort_build(
+        self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str
+    ) -> BuildAborted:
+        path = f"projects/{project_id}/builds/{build_id}/abort"
+        return _build_aborted(*await self._write("DELETE", path, request_id=request_id))
+
+    async def restart_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobRestarted:
+        path = f"projects/{project_id}/jobs/{job_id}/restart"
+        return _job_restarted(*await self._write("POST", path, request_id=request_id), job_id)
+
+    async def rerun_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobRerun:
+        path = f"projects/{project_id}/jobs/{job_id}/rerun"
+        return _job_rerun(*await self._write("POST", path, request_id=request_id), job_id)
+
+    async def abort_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobAborted:
+        path = f"projects/{project_id}/jobs/{job_id}/abort"
+        return _job_aborted(*await self._write("DELETE", path, request_id=request_id))
+
+    # Reads ----------------------------------------------------------------------------------------
+
+    async def list_projects(self, *, request_id: str) -> Page[Project]:
+        return _page(await self._read("projects", request_id=request_id), Project, request_id)
+
+    async def list_builds(
+        self,
+        project_id: uuid.UUID,
+        *,
+        request_id: str,
+        branch: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> Page[Build]:
+        params = {"branch": branch, "status": status, "limit": limit}
+        body = await self._read(
+            f"projects/{project_id}/builds",
+            request_id=request_id,
+            params={key: value for key, value in params.items() if value is not None},
+        )
+        return _page(body, Build, request_id)
+
+    async def get_build(self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str) -> Build:
+        body = await self._read(f"projects/{project_id}/builds/{build_id}", request_id=request_id)
+        return _one(body, Build, request_id)
+
+    async def list_jobs(self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str) -> Page[Job]:
+        body = await self._read(f"projects/{project_id}/builds/{build_id}/jobs", request_id=request_id)
+        return _page(body, Job, request_id)
+
+    async def get_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> Job:
+        body = await self._read(f"projects/{project_id}/jobs/{job_id}", request_id=request_id)
+        return _one(body, Job, request_id)
+
+    async def get_job_log(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobLog:
+        body = await self._read(f"projects/{project_id}/jobs/{job_id}/log", request_id=request_id)
+        return _job_log(body, request_id)
+
+    async def list_testruns(
+        self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str
+    ) -> Page[TestRun]:
+        body = await self._read(f"projects/{project_id}/jobs/{job_id}/testruns", request_id=request_id)
+        return _page(body, TestRun, request_id)
+
+    # Plumbing -------------------------------------------------------------------------------------
+
+    async def _read(self, path: str, *, request_id: str, params: dict[str, Any] | None = None) -> Any:
+        response = await self._send("GET", path, request_id=request_id, write=False, params=params)
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamBroken(
+                f"InfraBox answered {response.status_code} with a body that is not JSON",
+                request_id=request_id,
+            ) from None
+
+    async def _write(self, method: str, path: str, *, request_id: str) -> tuple[int, dict[str, Any]]:
+        response = await self._send(method, path, request_id=request_id, write=True)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        # Any 2xx is a success; read whichever fields are present.
+        return response.status_code, body if isinstance(body, dict) else {}
+
+    async def _send(
+        self, method: str, path: str, *, request_id: str, write: bool, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        if self._token is None:
+            raise RuntimeError("InfraBoxClient has no token: use with_token() first")
+        return await self._pool.send(
+            method,
+            f"{self.api_url}/{path}",  # absolute: httpx then parses the URL once instead of merging it
+            token=self._token,
+            request_id=request_id,
+            write=write,
+            params=params,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
