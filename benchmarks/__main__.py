@@ -92,8 +92,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _results_path(args: argparse.Namespace) -> Path | None:
     if args.no_results:
         return None
-    if args.results is not None:
-        return args.results
+    results: Path | None = args.results  # its option has type=Path
+    if results is not None:
+        return results
     # only a complete full run replaces the committed results
     return None if args.smoke or args.only else RESULTS
 

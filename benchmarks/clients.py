@@ -20,6 +20,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
+from mcp.types import CallToolResult, TextContent
+from pydantic import SecretStr
 
 from benchmarks.harness import BenchError, Run, command, free_port, stop_process, tail
 from mcp_ci_tools.audit import AuditSink
@@ -37,6 +39,7 @@ __all__ = [
     "open_http",
     "open_inmemory",
     "open_stdio",
+    "result_text",
     "start_ours_http",
     "stub_job_args",
 ]
@@ -57,7 +60,7 @@ def bench_settings(infrabox_url: str, audit_log: Path, *, token: str | None = No
     """Our settings against the sandbox (or a stub): trigger allowed, every budget lifted."""
     return Settings(
         infrabox_url=infrabox_url,
-        token=token or SANDBOX_TOKENS["trigger"].token,
+        token=SecretStr(token or SANDBOX_TOKENS["trigger"].token),
         allow_trigger=True,
         trigger_per_minute=1000,
         read_per_minute=10_000,
@@ -85,12 +88,19 @@ def stub_job_args(project_id: str) -> dict[str, str]:
     return {"project_id": project_id, "job_id": str(uuid.uuid4())}
 
 
-async def call_ok(client: Client, tool: str, arguments: Mapping[str, Any]) -> Any:
+def result_text(result: CallToolResult, default: str = "") -> str:
+    """The text of a tool result's first content item (`default` if it has none)."""
+    if not result.content:
+        return default
+    first = result.content[0]
+    return first.text if isinstance(first, TextContent) else f"({first.type} content)"
+
+
+async def call_ok(client: Client, tool: str, arguments: Mapping[str, Any]) -> CallToolResult:
     """Call a tool; anything but a successful result stops the benchmark (a failed call is no timing)."""
     result = await client.call_tool(tool, dict(arguments))
     if result.is_error:
-        text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
-        raise BenchError(f"{tool} failed: {text[:300]}")
+        raise BenchError(f"{tool} failed: {result_text(result)[:300]}")
     return result
 
 

@@ -16,8 +16,9 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
+from mcp import Client
 
-from benchmarks.clients import RawInfraBox, Unavailable, open_http, start_ours_http
+from benchmarks.clients import RawInfraBox, Unavailable, open_http, result_text, start_ours_http
 from benchmarks.harness import Run, cpu_seconds
 from benchmarks.stats import summarize
 from benchmarks.table import Row, Section, Verdict, fmt_ms, fmt_rate
@@ -91,33 +92,41 @@ def _slices(level: Level, seconds: float) -> list[float]:
     return [count / width for count in counts]
 
 
+def _get_build(client: Client, args: dict[str, Any]) -> Call:
+    """One client's call: None on success, the error text of a failed result."""
+
+    async def call() -> str | None:
+        result = await client.call_tool("get_build", args)
+        return result_text(result, "failed") if result.is_error else None
+
+    return call
+
+
+def _raw_get_build(raw: RawInfraBox, project_id: str, build_id: str) -> Call:
+    async def call() -> None:
+        await raw.get_build(project_id, build_id)
+
+    return call
+
+
 async def _ours(run: Run, mcp_url: str, pids: dict[str, int], clients: int) -> Level:
     sandbox = run.sandbox
     args = {"project_id": sandbox.project, "build_id": sandbox.build}
     async with AsyncExitStack() as stack:
-        calls = []
-        for token in sandbox.client_tokens[:clients]:
-            client = await open_http(stack, mcp_url, token)
-
-            async def call(client: Any = client) -> str | None:
-                result = await client.call_tool("get_build", args)
-                return (result.content[0].text if result.content else "failed") if result.is_error else None
-
-            calls.append(call)
+        calls = [
+            _get_build(await open_http(stack, mcp_url, token), args)
+            for token in sandbox.client_tokens[:clients]
+        ]
         return await _drive(calls, run.counts.http_seconds, pids)
 
 
 async def _sandbox_alone(run: Run, pids: dict[str, int], clients: int) -> Level:
     sandbox = run.sandbox
     async with AsyncExitStack() as stack:
-        calls = []
-        for token in sandbox.client_tokens[:clients]:
-            raw = await RawInfraBox.open(stack, sandbox.api, token)
-
-            async def call(raw: RawInfraBox = raw) -> None:
-                await raw.get_build(sandbox.project, sandbox.build)
-
-            calls.append(call)
+        calls = [
+            _raw_get_build(await RawInfraBox.open(stack, sandbox.api, token), sandbox.project, sandbox.build)
+            for token in sandbox.client_tokens[:clients]
+        ]
         return await _drive(calls, run.counts.http_seconds, pids)
 
 

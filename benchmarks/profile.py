@@ -20,13 +20,16 @@ import time
 from collections import defaultdict
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from benchmarks.clients import call_ok, in_process_server, open_inmemory, stub_job_args
 from benchmarks.harness import BENCH_DIR, FULL, BenchError, Run, base_env, command
 from benchmarks.latency import stub_transport
+
+if TYPE_CHECKING:
+    from pyinstrument.frame import Frame
 
 GROUPS = (  # (path fragment, group); first match wins
     ("/mcp_ci_tools/", "ours: mcp_ci_tools"),
@@ -102,7 +105,7 @@ def split(frame: dict[str, Any]) -> dict[str, float]:
     return dict(totals)
 
 
-def _frame_dict(frame: Any) -> dict[str, Any]:
+def _frame_dict(frame: Frame) -> dict[str, Any]:
     return {
         "identifier": frame.identifier,
         "time": frame.time,
@@ -156,7 +159,8 @@ def startup(tree: bool, runs: int) -> None:
 def _print_tree(node: dict[str, Any], total: float, depth: int = 0) -> None:
     if node["time"] < 0.02 * total or depth > 40:
         return
-    function, path, *_ = [*node["identifier"].split("\x00"), "", ""]
+    identifier: str = node["identifier"]
+    function, path, *_ = [*identifier.split("\x00"), "", ""]
     print(f"{'  ' * min(depth, 20)}{node['time'] * 1000:8.1f} ms  {function}  {Path(path).name}")
     for child in sorted(node["children"], key=lambda c: -c["time"]):
         _print_tree(child, total, depth + 1)
@@ -205,9 +209,11 @@ async def _calls(tool: str, calls: int, tree: bool) -> None:
                 profiler.start()
                 for one in arguments:
                     await call_ok(client, tool_name, one)
-                profiler.stop()
+                recorded = profiler.stop()
                 wall = time.perf_counter() - started
-                root = profiler.last_session.root_frame()
+                root = recorded.root_frame()
+                if root is None:
+                    raise BenchError(f"{name}: pyinstrument recorded nothing")
                 columns[name] = {g: t / calls for g, t in split(_frame_dict(root)).items()}
                 print(f"{name}: {wall / calls * 1000:.3f} ms per call under the profiler ({calls} calls)")
                 if tree:

@@ -9,6 +9,7 @@ framing, no pipes). Prints the pyinstrument session (`Session.to_json()`) on std
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from pyinstrument import Profiler
 
@@ -22,8 +23,11 @@ from pathlib import Path  # noqa: E402
 
 import anyio  # noqa: E402
 
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
 
-def _ours():  # the path of mcp_ci_tools.__main__.main up to server.run()
+
+def _ours() -> MCPServer:  # the path of mcp_ci_tools.__main__.main up to server.run()
     from mcp_ci_tools.__main__ import _configure_logging
     from mcp_ci_tools.config import load_settings
 
@@ -34,17 +38,18 @@ def _ours():  # the path of mcp_ci_tools.__main__.main up to server.run()
     return build_server(settings)
 
 
-def _floor():
+def _floor() -> MCPServer:
     spec = importlib.util.spec_from_file_location(
         "floor", Path(__file__).parent / "peers" / "floor_server.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.mcp
+    floor: MCPServer = module.mcp
+    return floor
 
 
-async def _list(server) -> None:
+async def _list(server: MCPServer) -> None:
     from mcp import Client
 
     async with Client(server, mode="legacy") as client:
@@ -52,5 +57,5 @@ async def _list(server) -> None:
 
 
 anyio.run(_list, _ours() if sys.argv[1] == "ours" else _floor())
-profiler.stop()
-print(json.dumps(profiler.last_session.to_json()))
+session = profiler.stop()
+print(json.dumps(session.to_json()))

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult, TextContent
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, start_in_thread
 
@@ -42,28 +43,41 @@ class _Session:
         tool: str,
         args: dict[str, Any],
         *,
-        expect_error: bool = False,
         check: Callable[[dict[str, Any]], str] | None = None,
-        quiet: bool = False,
-    ) -> Any:
-        shown = ", ".join(f"{key}={_short(value)}" for key, value in args.items())
-        if not quiet:
-            print(f"\n> {tool}({shown})", file=self.out)
-        result = await self.client.call_tool(tool, args)
-        text = result.content[0].text if result.content else ""
-        if bool(result.is_error) != expect_error:
-            raise StepFailed(
-                f"{tool}: expected {'an error' if expect_error else 'success'}, got: {text[:500]}"
-            )
-        if expect_error:
-            if not quiet:
-                print(f"  refused: {text.removeprefix(f'Error executing tool {tool}: ')}", file=self.out)
-            return text
-        content = result.structured_content or {}
+    ) -> dict[str, Any]:
+        """Call `tool`, which must succeed; print `check`'s summary of its structured content and return it."""
+        result = await self._call(tool, args, expect_error=False)
+        content: dict[str, Any] = result.structured_content or {}
         summary = check(content) if check else ""
-        if summary and not quiet:
+        if summary:
             print(f"  {summary}", file=self.out)
         return content
+
+    async def refused(self, tool: str, args: dict[str, Any]) -> str:
+        """Call `tool`, which must be refused; print and return the refusal's text."""
+        text = _text(await self._call(tool, args, expect_error=True))
+        print(f"  refused: {text.removeprefix(f'Error executing tool {tool}: ')}", file=self.out)
+        return text
+
+    async def _call(self, tool: str, args: dict[str, Any], *, expect_error: bool) -> CallToolResult:
+        shown = ", ".join(f"{key}={_short(value)}" for key, value in args.items())
+        print(f"\n> {tool}({shown})", file=self.out)
+        result = await self.client.call_tool(tool, args)
+        if bool(result.is_error) != expect_error:
+            raise StepFailed(
+                f"{tool}: expected {'an error' if expect_error else 'success'}, got: {_text(result)[:500]}"
+            )
+        return result
+
+
+def _text(result: CallToolResult) -> str:
+    """The text of a tool result's first content item ("" if it has none)."""
+    if not result.content:
+        return ""
+    first = result.content[0]
+    if not isinstance(first, TextContent):
+        raise StepFailed(f"expected text content, got {first.type}")
+    return first.text
 
 
 def _short(value: Any) -> str:
@@ -93,22 +107,18 @@ def _server(env: dict[str, str], errlog: TextIO) -> Client:
 
 async def _agent_session(s: _Session) -> None:
     P = SEED.payments
-    await s.call(
-        "list_projects",
-        {},
-        check=lambda r: (
-            _expect("payments-service" in {p["name"] for p in r["projects"]}, "payments-service not listed")
-            or f"{r['returned']} projects: " + ", ".join(p["name"] for p in r["projects"])
-        ),
-    )
-    await s.call(
-        "list_builds",
-        {"project_id": P, "status": "failure"},
-        check=lambda r: (
-            _expect(SEED.failed_build in {b["id"] for b in r["builds"]}, "build #42 is not listed as failed")
-            or "red builds: " + ", ".join(f"#{b['build_number']} ({b['branch']})" for b in r["builds"])
-        ),
-    )
+
+    def projects_listed(r: dict[str, Any]) -> str:
+        _expect("payments-service" in {p["name"] for p in r["projects"]}, "payments-service not listed")
+        return f"{r['returned']} projects: " + ", ".join(p["name"] for p in r["projects"])
+
+    await s.call("list_projects", {}, check=projects_listed)
+
+    def red_builds(r: dict[str, Any]) -> str:
+        _expect(SEED.failed_build in {b["id"] for b in r["builds"]}, "build #42 is not listed as failed")
+        return "red builds: " + ", ".join(f"#{b['build_number']} ({b['branch']})" for b in r["builds"])
+
+    await s.call("list_builds", {"project_id": P, "status": "failure"}, check=red_builds)
 
     def diagnosis(r: dict[str, Any]) -> str:
         problems = {p["job"]["name"]: p for p in r["problem_jobs"]}
@@ -118,6 +128,13 @@ async def _agent_session(s: _Session) -> None:
         return f"{r['summary']}\n  failed tests: {tests}"
 
     await s.call("diagnose_build", {"project_id": P, "build_id": SEED.failed_build}, check=diagnosis)
+
+    def masked_log(r: dict[str, Any]) -> str:
+        _expect(r["masked_secrets"] > 0, "no secret was masked in the log")
+        text: str = r["text"]
+        lines = text.replace("\n", "\n    ")[:900]
+        return f"{r['match_count']} matching lines, {r['masked_secrets']} secret(s) masked:\n    {lines}"
+
     await s.call(
         "get_job_log",
         {
@@ -126,45 +143,38 @@ async def _agent_session(s: _Session) -> None:
             "grep": "FAIL|Error|Bearer|AKIA",
             "max_bytes": 1200,
         },
-        check=lambda r: (
-            _expect(r["masked_secrets"] > 0, "no secret was masked in the log")
-            or f"{r['match_count']} matching lines, {r['masked_secrets']} secret(s) masked:\n    "
-            + r["text"].replace("\n", "\n    ")[:900]
-        ),
+        check=masked_log,
     )
-    await s.call(
-        "rerun_job",
-        {"project_id": P, "job_id": SEED.unstable_test_job},
-        check=lambda r: (
-            _expect(bool(r["new_job_id"]), "rerun_job returned no new job id")
-            or f"clone {r['new_job_id']} queued; budget left {r['trigger_budget']['remaining']}"
-        ),
-    )
-    await s.call(
-        "restart_job",
-        {"project_id": P, "job_id": SEED.failed_test_job},
-        check=lambda r: (
-            _expect(r["jobs_restarted"] == 2, f"expected test and deploy cloned, got {r['jobs_restarted']}")
-            or f"{r['jobs_restarted']} jobs cloned (test.1, deploy.1); budget left {r['trigger_budget']['remaining']}"
-        ),
-    )
-    restarted = await s.call(
-        "restart_build",
-        {"project_id": P, "build_id": SEED.failed_build},
-        check=lambda r: (
-            _expect(bool(r["new_build_id"]), "restart_build returned no build id")
-            or f"new build {r['new_build_id']} (restart_counter {r['restart_counter']}); "
+
+    def rerun(r: dict[str, Any]) -> str:
+        _expect(bool(r["new_job_id"]), "rerun_job returned no new job id")
+        return f"clone {r['new_job_id']} queued; budget left {r['trigger_budget']['remaining']}"
+
+    await s.call("rerun_job", {"project_id": P, "job_id": SEED.unstable_test_job}, check=rerun)
+
+    def job_restarted(r: dict[str, Any]) -> str:
+        _expect(r["jobs_restarted"] == 2, f"expected test and deploy cloned, got {r['jobs_restarted']}")
+        return f"{r['jobs_restarted']} jobs cloned (test.1, deploy.1); budget left {r['trigger_budget']['remaining']}"
+
+    await s.call("restart_job", {"project_id": P, "job_id": SEED.failed_test_job}, check=job_restarted)
+
+    def build_restarted(r: dict[str, Any]) -> str:
+        _expect(bool(r["new_build_id"]), "restart_build returned no build id")
+        return (
+            f"new build {r['new_build_id']} (restart_counter {r['restart_counter']}); "
             f"budget left {r['trigger_budget']['remaining']}"
-        ),
+        )
+
+    restarted = await s.call(
+        "restart_build", {"project_id": P, "build_id": SEED.failed_build}, check=build_restarted
     )
-    again = await s.call(
-        "restart_build",
-        {"project_id": P, "build_id": SEED.failed_build},
-        check=lambda r: (
-            _expect(r["replayed"] is True, "an identical restart a moment later was sent again")
-            or "duplicate guard: " + r["next_step"].split(";")[0]
-        ),
-    )
+
+    def replayed(r: dict[str, Any]) -> str:
+        _expect(r["replayed"] is True, "an identical restart a moment later was sent again")
+        next_step: str = r["next_step"]
+        return "duplicate guard: " + next_step.split(";")[0]
+
+    again = await s.call("restart_build", {"project_id": P, "build_id": SEED.failed_build}, check=replayed)
     _expect(again["new_build_id"] == restarted["new_build_id"], "the repeated answer differs from the first")
     await _wait(s, P, restarted["new_build_id"])
     newer = await s.call(
@@ -175,9 +185,7 @@ async def _agent_session(s: _Session) -> None:
             f"(restart_counter {r['restart_counter']}); budget left {r['trigger_budget']['remaining']}"
         ),
     )
-    looped = await s.call(
-        "restart_build", {"project_id": P, "build_id": newer["new_build_id"]}, expect_error=True
-    )
+    looped = await s.refused("restart_build", {"project_id": P, "build_id": newer["new_build_id"]})
     _expect("Restart-loop guard" in looped, "the fourth restart of build #42's lineage was not refused")
     await s.call(
         "abort_build",
@@ -185,17 +193,13 @@ async def _agent_session(s: _Session) -> None:
         check=lambda r: f"{r['jobs_aborted']} abort requests recorded (asynchronous)",
     )
     await anyio.sleep(1.0)
-    await s.call(
-        "get_build",
-        {"project_id": P, "build_id": SEED.running_build},
-        check=lambda r: (
-            _expect(r["state_counts"].get("killed", 0) > 0, f"no job was killed: {r['state_counts']}")
-            or f"jobs now: {r['state_counts']}"
-        ),
-    )
-    refused = await s.call(
-        "abort_job", {"project_id": SEED.frontend, "job_id": SEED.frontend_e2e_job}, expect_error=True
-    )
+
+    def killed(r: dict[str, Any]) -> str:
+        _expect(r["state_counts"].get("killed", 0) > 0, f"no job was killed: {r['state_counts']}")
+        return f"jobs now: {r['state_counts']}"
+
+    await s.call("get_build", {"project_id": P, "build_id": SEED.running_build}, check=killed)
+    refused = await s.refused("abort_job", {"project_id": SEED.frontend, "job_id": SEED.frontend_e2e_job})
     _expect(
         "Trigger budget used up" in refused, "the sixth trigger in a minute was not refused by the budget"
     )
@@ -204,16 +208,16 @@ async def _agent_session(s: _Session) -> None:
 async def _wait(s: _Session, project_id: str, build_id: str) -> None:
     print(f"\n> wait_for_build(project_id=payments-service, build_id={build_id})", file=s.out)
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         print(f"  progress: {message}", file=s.out)
 
     result = await s.client.call_tool(
         "wait_for_build",
         {"project_id": project_id, "build_id": build_id, "timeout_s": 60},
-        progress_callback=progress,
+        progress_callback=on_progress,  # parameter names as in the SDK's ProgressFnT protocol
     )
-    content = result.structured_content or {}
-    _expect(not result.is_error and content.get("ended"), f"the restarted build did not end: {content}")
+    content: dict[str, Any] = result.structured_content or {}
+    _expect(not result.is_error and bool(content.get("ended")), f"the restarted build did not end: {content}")
     _expect(
         content["build"]["status"] == "finished", f"the restarted build ended {content['build']['status']}"
     )
@@ -225,9 +229,9 @@ async def _wait(s: _Session, project_id: str, build_id: str) -> None:
 
 async def _no_permission_session(s: _Session) -> None:
     args = {"project_id": SEED.payments, "job_id": SEED.unstable_test_job}
-    first = await s.call("rerun_job", args, expect_error=True)
+    first = await s.refused("rerun_job", args)
     _expect("does not have trigger permission" in first, "InfraBox's 403 was not reported")
-    again = await s.call("rerun_job", args, expect_error=True)
+    again = await s.refused("rerun_job", args)
     _expect("answered earlier" in again, "the learned refusal was not applied locally")
 
 

@@ -115,7 +115,7 @@ _GREEN_TESTS = {
     "testruns": _seedtext.pytest_results([], _PASSED, "tests.test_payments"),
     "stats": {"cpu": [12.5, 88.0, 93.4, 71.2, 20.3], "mem": [180, 512, 640, 655, 410]},
 }
-_REFUND_FAILURES = [
+_REFUND_FAILURES: list[_seedtext.FailedTest] = [
     {
         "name": "test_partial_refund_rounds_half_even",
         "duration": 31,
@@ -149,7 +149,7 @@ _FAILING_TESTS = _flaky(
     },
     _GREEN_TESTS,
 )
-_SETTLEMENT_FAILURE = {
+_SETTLEMENT_FAILURE: _seedtext.FailedTest = {
     "name": "test_settlement_batch_closes_at_midnight_utc",
     "duration": 212,
     "message": "AssertionError: batch closed at 01:00 UTC, expected 00:00 UTC",

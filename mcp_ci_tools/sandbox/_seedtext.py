@@ -4,9 +4,10 @@ so a client's log masking can be shown."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = [
+    "FailedTest",
     "deploy_log",
     "docker_build_log",
     "e2e_log",
@@ -20,6 +21,15 @@ __all__ = [
 _FAKE_MCP_TOKEN = "ib_mcp_" + hashlib.sha256(b"mcp-ci-tools sandbox leaked example").hexdigest()[:48]
 _FAKE_AWS_KEY_ID = "AKIA4SANDBOX7EXAMPLE"
 _FAKE_AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSANDBOXKEY"  # noqa: S105 - fake, for the masking demo
+
+
+class FailedTest(TypedDict):
+    """A failed test of a seeded job: its testrun row's name, duration (ms), message and stack."""
+
+    name: str
+    duration: int
+    message: str
+    stack: str
 
 
 def docker_build_log(project: str, build_number: int, commit: str, subject: str) -> list[str]:
@@ -69,7 +79,7 @@ def pytest_log(failures: list[tuple[str, str, str]], passed: int, seconds: float
     return lines
 
 
-def pytest_results(failures: list[dict[str, Any]], passed: list[str], suite: str) -> list[dict[str, Any]]:
+def pytest_results(failures: list[FailedTest], passed: list[str], suite: str) -> list[dict[str, Any]]:
     ok = [
         {"name": name, "suite": suite, "state": "ok", "duration": 40 + 7 * i} for i, name in enumerate(passed)
     ]

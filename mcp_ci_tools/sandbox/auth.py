@@ -69,7 +69,7 @@ def authenticate(conn: sqlite3.Connection, authorization: list[str], now: float)
     raw = authorization[0][len("Bearer ") :]
     if not _TOKEN.fullmatch(raw):
         raise HTTPException(401, "invalid MCP token format")
-    row = conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         'SELECT t.*, u.username FROM mcp_token t JOIN "user" u ON u.id = t.user_id WHERE t.token_hash = ?',
         (db.hash_token(raw),),
     ).fetchone()
@@ -117,7 +117,7 @@ def _scope_allows(token: Token, project_id: str, now: float) -> bool:
 
 def check_project(conn: sqlite3.Connection, token: Token, project_id: str, now: float) -> None:
     """403 unless the token's scope names the project (or is `{}`) and its owner collaborates on it."""
-    member = conn.execute(
+    member: sqlite3.Row | None = conn.execute(
         "SELECT 1 FROM collaborator WHERE user_id = ? AND project_id = ?", (token.user_id, project_id)
     ).fetchone()
     if member is None or not _scope_allows(token, project_id, now):
@@ -125,7 +125,7 @@ def check_project(conn: sqlite3.Connection, token: Token, project_id: str, now: 
 
 
 def visible_projects(conn: sqlite3.Connection, token: Token, now: float) -> list[sqlite3.Row]:
-    rows = conn.execute(
+    rows: list[sqlite3.Row] = conn.execute(
         "SELECT p.id, p.name, p.type, p.public FROM project p"
         " JOIN collaborator c ON c.project_id = p.id AND c.user_id = ? ORDER BY p.name",
         (token.user_id,),

@@ -156,7 +156,8 @@ def init_schema(conn: sqlite3.Connection) -> None:
 
 
 def is_empty(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM project)").fetchone()[0] == 1
+    empty: int = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM project)").fetchone()[0]
+    return empty == 1
 
 
 @contextmanager
@@ -381,14 +382,14 @@ def _build_dict(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def fetch_build(conn: sqlite3.Connection, project_id: str, build_id: str) -> dict[str, Any] | None:
-    row = conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         _BUILD_SELECT + " WHERE b.id = ? AND b.project_id = ? GROUP BY b.id", (build_id, project_id)
     ).fetchone()
     return None if row is None else _build_dict(row)
 
 
 def fetch_builds(conn: sqlite3.Connection, project_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
+    rows: list[sqlite3.Row] = conn.execute(
         _BUILD_SELECT
         + " WHERE b.project_id = ? GROUP BY b.id ORDER BY b.build_number DESC, b.restart_counter DESC",
         (project_id,),

@@ -69,7 +69,7 @@ def _project_dict(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _job_row(call: Call) -> sqlite3.Row:
-    row = call.conn.execute(
+    row: sqlite3.Row | None = call.conn.execute(
         "SELECT * FROM job WHERE id = ? AND project_id = ?", (call.job_id, call.project_id)
     ).fetchone()
     if row is None:
@@ -89,7 +89,9 @@ def list_projects(call: Call) -> list[dict[str, Any]]:
 
 
 def get_project(call: Call) -> dict[str, Any]:
-    row = call.conn.execute("SELECT * FROM project WHERE id = ?", (call.project_id,)).fetchone()
+    row: sqlite3.Row | None = call.conn.execute(
+        "SELECT * FROM project WHERE id = ?", (call.project_id,)
+    ).fetchone()
     if row is None:
         raise _not_found()
     return _project_dict(row)
@@ -123,7 +125,7 @@ def get_build(call: Call) -> dict[str, Any]:
 
 def list_jobs(call: Call) -> list[dict[str, Any]]:
     _require_build(call)
-    rows = call.conn.execute(
+    rows: list[sqlite3.Row] = call.conn.execute(
         "SELECT * FROM job WHERE build_id = ? AND project_id = ? ORDER BY name, created_at",
         (call.build_id, call.project_id),
     ).fetchall()
@@ -143,7 +145,7 @@ def get_job_log(call: Call) -> str:
 
 def get_job_testruns(call: Call) -> list[dict[str, Any]]:
     _job_row(call)
-    rows = call.conn.execute(
+    rows: list[sqlite3.Row] = call.conn.execute(
         "SELECT state, name, suite, duration, message, stack,"
         " strftime('%Y-%m-%d %H:%M:%S', timestamp, 'unixepoch') AS timestamp"
         " FROM testrun WHERE job_id = ? AND project_id = ? ORDER BY suite, name",
@@ -160,14 +162,14 @@ def get_job_stats(call: Call) -> dict[str, Any]:
 def restart_build(call: Call) -> dict[str, Any]:
     with db.transaction(call.conn, call.lock) as conn:
         build = _require_build(call)
-        seed = conn.execute(
+        seed: sqlite3.Row | None = conn.execute(
             "SELECT * FROM job WHERE build_id = ? AND type = 'create_job_matrix'"
             " ORDER BY restarted, created_at LIMIT 1",
             (call.build_id,),
         ).fetchone()
         if seed is None:
             raise _refused("build has no Create Jobs seed job and cannot be restarted")
-        counter = conn.execute(
+        counter: int = conn.execute(
             "SELECT MAX(restart_counter) + 1 FROM build WHERE project_id = ? AND build_number = ?",
             (call.project_id, build["build_number"]),
         ).fetchone()[0]
@@ -272,7 +274,9 @@ def restart_job(call: Call) -> dict[str, Any]:
     with db.transaction(call.conn, call.lock) as conn:
         job = _job_row(call)
         _check_clonable(job, "restarted")
-        build_jobs = conn.execute("SELECT * FROM job WHERE build_id = ?", (job["build_id"],)).fetchall()
+        build_jobs: list[sqlite3.Row] = conn.execute(
+            "SELECT * FROM job WHERE build_id = ?", (job["build_id"],)
+        ).fetchall()
         closure = _downstream(job, build_jobs)
         if any(other["state"] not in (*db.TERMINAL_STATES, "queued") for other in closure[1:]):
             raise _refused("some dependent jobs are still running")
@@ -286,7 +290,9 @@ def rerun_job(call: Call) -> dict[str, Any]:
         _check_clonable(job, "rerun")
         parent_ids = [dep.get("job-id") for dep in json.loads(job["dependencies"])]
         for parent_id in parent_ids:
-            parent = conn.execute("SELECT state FROM job WHERE id = ?", (parent_id,)).fetchone()
+            parent: sqlite3.Row | None = conn.execute(
+                "SELECT state FROM job WHERE id = ?", (parent_id,)
+            ).fetchone()
             if parent is not None and parent["state"] in db.ACTIVE_STATES:
                 raise _refused("parent job is still running")
         [new_id] = _clone(conn, call, [job])

@@ -57,8 +57,12 @@ class Scheduler:
         with closing(db.connect(self._db_path)) as conn, db.transaction(conn, self._lock):
             moved = self._apply_aborts(conn, now, touched)
             # taken before any job moves, so that no job moves twice and new jobs wait for the next step
-            scheduled = [row[0] for row in conn.execute("SELECT id FROM job WHERE state = 'scheduled'")]
-            queued = conn.execute("SELECT * FROM job WHERE state = 'queued' ORDER BY created_at").fetchall()
+            scheduled: list[str] = [
+                row[0] for row in conn.execute("SELECT id FROM job WHERE state = 'scheduled'")
+            ]
+            queued: list[sqlite3.Row] = conn.execute(
+                "SELECT * FROM job WHERE state = 'queued' ORDER BY created_at"
+            ).fetchall()
             moved += self._advance_running(conn, now, touched)
             moved += self._start_scheduled(conn, now, scheduled, touched)
             moved += self._schedule_queued(conn, now, queued, touched)
@@ -87,13 +91,13 @@ class Scheduler:
                 _log.exception("sandbox scheduler step failed")
 
     def _apply_aborts(self, conn: sqlite3.Connection, now: float, touched: set[str]) -> int:
-        rows = conn.execute(
+        rows: list[sqlite3.Row] = conn.execute(
             'SELECT a.id, a.job_id, u.username FROM abort a JOIN "user" u ON u.id = a.user_id'
             " WHERE a.processed_at IS NULL ORDER BY a.id"
         ).fetchall()
         moved = 0
         for row in rows:
-            killed = conn.execute(
+            killed: sqlite3.Row | None = conn.execute(
                 "UPDATE job SET state = 'killed', end_date = ?, message = ?, console = console || ?"
                 " WHERE id = ? AND state IN ('queued', 'scheduled', 'running') RETURNING build_id",
                 (now, f"Aborted by {row['username']}", f"Job aborted by {row['username']}\n", row["job_id"]),
@@ -106,7 +110,8 @@ class Scheduler:
 
     def _advance_running(self, conn: sqlite3.Connection, now: float, touched: set[str]) -> int:
         moved = 0
-        for job in conn.execute("SELECT * FROM job WHERE state = 'running'").fetchall():
+        running: list[sqlite3.Row] = conn.execute("SELECT * FROM job WHERE state = 'running'").fetchall()
+        for job in running:
             definition = _jobdef.load(job["definition"])
             duration = _jobdef.duration_s(definition, self._duration_s)
             lines: list[str] = definition.get("log", [])
@@ -162,7 +167,7 @@ class Scheduler:
     def _create_jobs(
         self, conn: sqlite3.Connection, seed: sqlite3.Row, definition: dict[str, Any], now: float
     ) -> str:
-        restarted_build = conn.execute(
+        restarted_build: int = conn.execute(
             "SELECT restart_counter > 0 FROM build WHERE id = ?", (seed["build_id"],)
         ).fetchone()[0]
         templates: list[dict[str, Any]] = definition.get("jobs", [])
@@ -190,7 +195,7 @@ class Scheduler:
         self, conn: sqlite3.Connection, now: float, ids: list[str], touched: set[str]
     ) -> int:
         for job_id in ids:
-            build_id = conn.execute(
+            build_id: str = conn.execute(
                 "UPDATE job SET state = 'running', start_date = ?,"
                 " console = console || 'Starting job ' || name || char(10)"
                 " WHERE id = ? RETURNING build_id",
@@ -223,7 +228,9 @@ class Scheduler:
             return "skipped", "superseded by its restarted clone"
         unmet: list[str] = []
         for dep in json.loads(job["dependencies"]):
-            parent = conn.execute("SELECT state FROM job WHERE id = ?", (dep.get("job-id"),)).fetchone()
+            parent: sqlite3.Row | None = conn.execute(
+                "SELECT state FROM job WHERE id = ?", (dep.get("job-id"),)
+            ).fetchone()
             if parent is None:
                 unmet.append(f"{dep.get('job')} does not exist")
             elif parent["state"] in db.ACTIVE_STATES:
