@@ -133,7 +133,7 @@ class RedisState(State):
         storage = storage_from_string("async+" + url, **options)
         if not (isinstance(storage, RedisStorage) and isinstance(storage.bridge, RedispyBridge)):
             raise TypeError(f"{mask(url)} did not give a redis-py backed limits storage")
-        connection = storage.bridge.get_connection()
+        connection: object = storage.bridge.get_connection()
         if not isinstance(connection, Redis | RedisCluster):
             raise TypeError(f"{mask(url)} did not give a redis-py connection")
         self._storage: Storage = storage

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import respx
 from mcp import Client
 from mcp.server import MCPServer
+from mcp.types import CallToolResult, TextContent
 
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.server import build_server
@@ -24,6 +26,21 @@ PROJECT_ID = "5b0e8a0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 BUILD_ID = "7d3f1c2b-4a5e-4f60-9b8a-1c2d3e4f5a6b"
 JOB_ID = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
 NEW_ID = "11111111-2222-4333-8444-555555555555"
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def text_of(result: CallToolResult) -> str:
+    """The text a tool result shows the model (its one text content item)."""
+    first = result.content[0]
+    assert isinstance(first, TextContent), first
+    return first.text
 
 
 class FakeClock:
@@ -129,7 +146,7 @@ def make_server(clock: FakeClock, sleeps: list[float], audit: ListSink, tmp_path
 
 @pytest.fixture(params=["auto", "legacy"])
 def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
+    return str(request.param)
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ _Resolution = _Verdict | Elicit[ConfirmAnswer]
 
 def outcome_of(answer: Confirmation) -> ConfirmOutcome:
     if isinstance(answer, AcceptedElicitation):
-        data = answer.data
+        data: object = answer.data  # a resolver's own verdict arrives here too, not only the user's answer
         if isinstance(data, ConfirmAnswer):
             return "confirmed" if data.confirm else "declined"
         if isinstance(data, _Verdict):

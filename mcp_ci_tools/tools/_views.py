@@ -134,7 +134,7 @@ def _actions(job: Job, by_id: dict[str, Job], all_jobs: Sequence[Job] | None) ->
     ):
         graph = [{"id": j.id, "dependencies": j.dependencies} for j in all_jobs]
         dependents_states = [by_id[i].state or "unknown" for i in downstream_of(job.id, graph) if i in by_id]
-        parents = [d.get("job-id") for d in job.dependencies if isinstance(d, dict)]
+        parents = [d.get("job-id") for d in job.dependencies]
         if all(str(p) in by_id for p in parents):
             parent_states = [by_id[str(p)].state or "unknown" for p in parents]
     elif job.dependencies == []:

@@ -26,6 +26,7 @@ from mcp_ci_tools.http_app import Gate, build_http_app
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
 from mcp_ci_tools.sandbox import db as sandbox_db
 from mcp_ci_tools.server import build_server
+from tests.conftest import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -151,7 +152,7 @@ async def test_every_tool_works_over_both_transports_and_eras(transport, mode, s
             results = {name: await client.call_tool(name, args) for name, args in TOOL_CALLS}
 
     assert names == {name for name, _ in TOOL_CALLS}
-    failed = {name: r.content[0].text for name, r in results.items() if r.is_error}
+    failed = {name: text_of(r) for name, r in results.items() if r.is_error}
     assert failed == {}
     assert results["whoami"].structured_content["token_fingerprint"] == fingerprint(ALICE)
     assert results["restart_job"].structured_content["jobs_restarted"] == 2
@@ -178,10 +179,10 @@ async def test_two_callers_have_separate_budgets_permissions_and_audit(sandbox, 
             bob_who = (await bob.call_tool("whoami", {})).structured_content
 
     assert [r.is_error for r in alice_calls] == [False, False, True]
-    assert "Trigger budget used up" in alice_calls[2].content[0].text
+    assert "Trigger budget used up" in text_of(alice_calls[2])
     assert carol_call.is_error is False and carol_after_bob.is_error is False
-    assert "does not have trigger permission" in bob_first.content[0].text
-    assert "answered earlier" in bob_again.content[0].text
+    assert "does not have trigger permission" in text_of(bob_first)
+    assert "answered earlier" in text_of(bob_again)
     assert alice_who["trigger_permission"]["allowed"] is True
     assert bob_who["trigger_permission"]["allowed"] is False
     assert alice_who["trigger_budget"]["remaining"] == 0
@@ -210,7 +211,7 @@ async def test_read_budgets_are_per_caller(sandbox, tmp_path) -> None:
             carol_call = await carol.call_tool("list_projects", {})
 
     assert [r.is_error for r in alice_calls] == [False, False, True]
-    assert "Read budget 'list_projects' used up" in alice_calls[2].content[0].text
+    assert "Read budget 'list_projects' used up" in text_of(alice_calls[2])
     assert carol_call.is_error is False
 
 
@@ -222,7 +223,7 @@ async def test_with_trigger_off_the_server_is_read_only_for_everyone(sandbox, tm
             )
             read = await alice.call_tool("list_projects", {})
 
-    assert refused.is_error and "no trigger permission" in refused.content[0].text
+    assert refused.is_error and "no trigger permission" in text_of(refused)
     assert read.is_error is False
     assert all(row["method"] == "GET" for row in access_log(tmp_path))
 
@@ -399,7 +400,7 @@ async def test_fifty_concurrent_callers_with_their_own_tokens_read_without_error
                 for name, args in TOOL_CALLS[:3]:
                     result = await client.call_tool(name, args)
                     if result.is_error:
-                        errors.append(result.content[0].text)
+                        errors.append(text_of(result))
 
         with anyio.fail_after(120):
             async with anyio.create_task_group() as group:

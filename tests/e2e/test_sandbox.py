@@ -14,6 +14,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
+from tests.conftest import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +46,8 @@ def _jobs_of(db: Path, build_id: str) -> dict[str, dict[str, Any]]:
 
 def _count(db: Path, sql: str, *args: Any) -> int:
     with sqlite3.connect(db) as conn:
-        return conn.execute(sql, args).fetchone()[0]
+        count: int = conn.execute(sql, args).fetchone()[0]
+        return count
 
 
 async def test_every_tool_works_against_the_sandbox(sandbox: SandboxHandle, tmp_path: Path) -> None:
@@ -56,7 +58,8 @@ async def test_every_tool_works_against_the_sandbox(sandbox: SandboxHandle, tmp_
 
             async def call(tool: str, **args: Any) -> dict[str, Any]:
                 result = await client.call_tool(tool, args)
-                assert not result.is_error, result.content[0].text
+                assert not result.is_error, text_of(result)
+                assert result.structured_content is not None
                 return result.structured_content
 
             projects = await call("list_projects")
@@ -111,7 +114,7 @@ async def test_every_tool_works_against_the_sandbox(sandbox: SandboxHandle, tmp_
             assert who["trigger_budget"]["remaining"] == 0
 
             sixth = await client.call_tool("rerun_job", {"project_id": P, "job_id": SEED.failed_build_job})
-            assert sixth.is_error and "Trigger budget used up" in sixth.content[0].text
+            assert sixth.is_error and "Trigger budget used up" in text_of(sixth)
 
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert sum(r["event"] == "attempt" for r in audit) == 5
@@ -127,8 +130,8 @@ async def test_a_token_without_trigger_permission_is_refused_by_the_sandbox_once
             first = await client.call_tool("rerun_job", args)
             second = await client.call_tool("restart_job", args)
 
-    assert "does not have trigger permission" in first.content[0].text
-    assert "answered earlier" in second.content[0].text
+    assert "does not have trigger permission" in text_of(first)
+    assert "answered earlier" in text_of(second)
     assert _count(db, "SELECT COUNT(*) FROM mcp_access_log WHERE status = 'forbidden'") == 1
     assert _count(db, "SELECT COUNT(*) FROM mcp_access_log") - before == 2  # attempt + forbidden, once
 
@@ -199,8 +202,8 @@ def test_the_sandbox_command_serves_the_api_and_prints_url_and_tokens(tmp_path: 
 async def test_wait_for_build_follows_a_restarted_build_to_its_end(tmp_path: Path) -> None:
     events: list[tuple[float, float | None]] = []
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
-        events.append((done, total))
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        events.append((progress, total))
 
     with start_in_thread(tmp_path / "sandbox.sqlite3", job_duration_s=0.3, tick_interval_s=0.05) as handle:
         params = _params(handle, tmp_path, "trigger")

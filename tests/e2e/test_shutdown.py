@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.conftest import JOB_ID, NEW_ID, PROJECT_ID, TOKEN
+from tests.conftest import JOB_ID, NEW_ID, PROJECT_ID, TOKEN, free_port, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -51,12 +50,6 @@ def slow_infrabox(received: threading.Event, delay_s: float) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_serving(url: str, process: subprocess.Popen[str]) -> None:
@@ -120,7 +113,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_and_exits_cleanly(tmp_path
             stderr = process.stderr.read() if process.stderr else ""
 
     [result] = results
-    assert result.is_error is False, result.content[0].text
+    assert result.is_error is False, text_of(result)
     assert result.structured_content["new_job_id"] == NEW_ID
     assert exit_code == 0, stderr
     records = [json.loads(line) for line in audit.read_text().splitlines()]

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.conftest import BUILD_ID, PROJECT_ID, TOKEN
+from tests.conftest import BUILD_ID, PROJECT_ID, TOKEN, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -43,8 +43,8 @@ async def test_the_command_serves_mcp_over_stdio_and_refuses_locally(tmp_path: P
             whoami = await client.call_tool("whoami", {})
 
     assert {"restart_build", "abort_build", "restart_job", "rerun_job", "abort_job", "whoami"} <= names
-    assert refused.is_error and "no trigger permission (allow_trigger)" in refused.content[0].text
-    assert invalid.is_error and "job_id must be a UUID" in invalid.content[0].text
+    assert refused.is_error and "no trigger permission (allow_trigger)" in text_of(refused)
+    assert invalid.is_error and "job_id must be a UUID" in text_of(invalid)
     assert whoami.structured_content["token_fingerprint"].startswith("sha256:")
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [(r["tool"], r.get("reason")) for r in audit] == [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.conftest import free_port, text_of
 from tests.redis.conftest import RecordingInfraBox, RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -29,12 +29,6 @@ JOB = "c1000000-0000-4000-8000-000000004403"
 
 def token(name: str) -> str:
     return "ib_mcp_" + hashlib.sha256(name.encode()).hexdigest()[:48]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -79,7 +73,7 @@ async def call_abort(base: str, caller_token: str) -> bool:
     ):
         result = await client.call_tool("abort_job", {"project_id": PROJECT, "job_id": JOB})
     if result.is_error:
-        assert "Trigger budget used up" in result.content[0].text, result.content[0].text
+        assert "Trigger budget used up" in text_of(result), text_of(result)
     return not result.is_error
 
 

@@ -18,7 +18,7 @@ from mcp_ci_tools.config import ConfigError, load_settings
 from mcp_ci_tools.http_app import build_http_app
 from mcp_ci_tools.server import build_server
 from mcp_ci_tools.state import RedisState
-from tests.conftest import JOB_ID, PROJECT_ID, TOKEN, FakeClock, ListSink, make_settings
+from tests.conftest import JOB_ID, PROJECT_ID, TOKEN, FakeClock, ListSink, make_settings, text_of
 from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -76,9 +76,9 @@ async def test_a_learned_refusal_is_shared_and_expires(
         await anyio.sleep(0.6)  # the refusal's TTL lives in Redis, on Redis' clock
         granted_later = await b.call_tool("abort_job", ABORT)
 
-    assert "does not have trigger permission" in refused_by_infrabox.content[0].text
-    assert "answered earlier" in refused_here.content[0].text
-    assert "asked again after" in refused_here.content[0].text
+    assert "does not have trigger permission" in text_of(refused_by_infrabox)
+    assert "answered earlier" in text_of(refused_here)
+    assert "asked again after" in text_of(refused_here)
     assert granted_later.is_error is False
     assert route.call_count == 2
 
@@ -114,13 +114,13 @@ async def test_redis_down_refuses_triggers_serves_reads_and_recovers(
         recovered = await client.call_tool("abort_job", ABORT)
         ready_again = await probe.get("/readyz")
 
-    assert refused.is_error and "state store" in refused.content[0].text
+    assert refused.is_error and "state store" in text_of(refused)
     assert refusal_seconds < 3
     assert served.is_error is False and read.call_count == 1
     assert who.is_error is False and who.structured_content["trigger_budget"] is None
     assert who.structured_content["trigger_permission"]["allowed"] is False
     assert (not_ready.status_code, healthy.status_code) == (503, 200)
-    assert recovered.is_error is False, recovered.content[0].text
+    assert recovered.is_error is False, text_of(recovered)
     assert ready_again.status_code == 200
     assert trigger.call_count == 1
     denied = [r for r in audit.records if r["decision"] == "denied"]
@@ -209,5 +209,5 @@ async def test_duplicate_and_restart_loop_guards_are_shared_by_replicas(
 
     assert first.is_error is False and second.is_error is False
     assert duplicate.structured_content["replayed"] is True
-    assert third.is_error and "Restart-loop guard: 2 restart/rerun requests" in third.content[0].text
+    assert third.is_error and "Restart-loop guard: 2 restart/rerun requests" in text_of(third)
     assert rerun.call_count == 2

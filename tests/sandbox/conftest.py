@@ -61,7 +61,8 @@ class Sandbox:
 
     @property
     def scheduler(self) -> Scheduler:
-        return self.app.state.scheduler
+        scheduler: Scheduler = self.app.state.scheduler
+        return scheduler
 
     def request(self, method: str, path: str, role: str = "trigger", **kwargs: Any) -> httpx.Response:
         headers = kwargs.pop("headers", None)
@@ -88,7 +89,8 @@ class Sandbox:
         return {row["name"]: {**row, "dependencies": json.loads(row["dependencies"])} for row in rows}
 
     def user_id(self, username: str) -> str:
-        return self.rows('SELECT id FROM "user" WHERE username = ?', username)[0]["id"]
+        user_id: str = self.rows('SELECT id FROM "user" WHERE username = ?', username)[0]["id"]
+        return user_id
 
     def add_token(self, username: str = "alice", **grant: Any) -> str:
         token = "ib_mcp_" + secrets.token_hex(24)

@@ -33,7 +33,7 @@ def states(sandbox: Sandbox, build_id: str) -> dict[str, str]:
 def test_a_job_moves_one_state_per_step(sandbox: Sandbox) -> None:
     build_id, _ = sandbox.add_build([Job("build")])
 
-    seen = []
+    seen: list[object] = []
     for _ in range(4):
         seen.append(sandbox.scheduler.step())
         seen.append(states(sandbox, build_id)["build"])

@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp.types import ElicitResult
 
-from tests.conftest import BUILD_ID, JOB_ID, NEW_ID, PROJECT_ID
+from tests.conftest import BUILD_ID, JOB_ID, NEW_ID, PROJECT_ID, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -19,10 +19,6 @@ P = f"/projects/{PROJECT_ID}"
 TRIGGER_TOOLS = {"restart_build", "abort_build", "restart_job", "rerun_job", "abort_job"}
 BUILD_ARGS = {"project_id": PROJECT_ID, "build_id": BUILD_ID}
 JOB_ARGS = {"project_id": PROJECT_ID, "job_id": JOB_ID}
-
-
-def text_of(result: Any) -> str:
-    return result.content[0].text
 
 
 def build_body(build_id: str = BUILD_ID, number: int = 42) -> dict[str, Any]:

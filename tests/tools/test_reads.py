@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BUILD_ID, JOB_ID, NEW_ID, PROJECT_ID, TOKEN
+from tests.conftest import BUILD_ID, JOB_ID, NEW_ID, PROJECT_ID, TOKEN, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -54,10 +54,6 @@ RED_BUILD_JOBS = [
     job(JOB_ID, "test", "failure", "3 tests failed"),
     job(JOB_C, "lint", "unstable", "warnings as errors"),
 ]
-
-
-def text_of(result: Any) -> str:
-    return result.content[0].text
 
 
 # list_projects / list_builds ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tests.conftest import (
     PROJECT_ID,
     TOKEN,
     BrokenSink,
+    text_of,
 )
 
 pytestmark = pytest.mark.anyio
@@ -94,10 +95,6 @@ TRIGGERS = {
     ]
 }
 ALL = pytest.mark.parametrize("trigger", TRIGGERS.values(), ids=TRIGGERS.keys())
-
-
-def text_of(result: Any) -> str:
-    return result.content[0].text
 
 
 # Requests and results -------------------------------------------------------------------------------

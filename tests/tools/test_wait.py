@@ -57,8 +57,8 @@ async def test_it_reports_progress_and_returns_the_final_state(tmp_path, clock, 
     )
     events: list[tuple[float, float | None, str | None]] = []
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
-        events.append((done, total, message))
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        events.append((progress, total, message))
 
     sleeps: list[float] = []
     async with Client(server(tmp_path, clock, sleeps), mode=mode) as client:

@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -357,7 +358,7 @@ def test_downstream_of_stops_at_cycles_and_never_lists_the_job_itself() -> None:
 
 
 def test_downstream_of_skips_jobs_without_dependencies_or_with_malformed_entries() -> None:
-    jobs = [
+    jobs: list[dict[str, Any]] = [
         {"id": "a"},
         {"id": "b", "dependencies": None},
         {"id": "c", "dependencies": [{"job": "a"}, "a", {"job-id": "a", "on": ["finished"]}]},
@@ -369,6 +370,6 @@ def test_downstream_of_skips_jobs_without_dependencies_or_with_malformed_entries
 
 def test_downstream_of_compares_ids_as_strings() -> None:
     parent = uuid.UUID("11111111-2222-3333-4444-555555555555")
-    jobs = [{"id": str(parent)}, _job("child", str(parent))]
+    jobs: list[dict[str, Any]] = [{"id": str(parent)}, _job("child", str(parent))]
 
     assert downstream_of(parent, jobs) == ["child"]

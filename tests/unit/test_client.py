@@ -69,7 +69,7 @@ async def test_a_base_url_with_a_path_prefix_is_kept() -> None:
     client = InfraBoxClient(
         "https://ci.example/infrabox/",
         TOKEN,
-        transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200, json={})),
+        transport=httpx.MockTransport(lambda r: (seen.append(r), httpx.Response(200, json={}))[1]),
     )
 
     await client.abort_job(P, J, request_id="r")

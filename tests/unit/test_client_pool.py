@@ -120,7 +120,7 @@ async def test_a_client_built_over_a_transport_keeps_it_across_reopening() -> No
     client = InfraBoxClient(
         INFRABOX_URL,
         TOKEN,
-        transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200, json={})),
+        transport=httpx.MockTransport(lambda r: (seen.append(r), httpx.Response(200, json={}))[1]),
     )
     await client.abort_job(P, J, request_id="r-1")
     await client.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,8 @@ NEXT_STEP = re.compile(r"\b(Check|check|Retry|retry|Use|use|must|Wait|wait|Read 
 
 
 def _all_subclasses(base: type) -> list[type]:
-    found = []
+    found: list[type] = []
+    sub: type
     for sub in base.__subclasses__():
         found.append(sub)
         found.extend(_all_subclasses(sub))
@@ -24,7 +26,7 @@ def _all_subclasses(base: type) -> list[type]:
 
 
 def _instances(kind: type) -> list[Exception]:
-    common = {"status": 500, "reason": f"echo {TOKEN}", "request_id": "r-1"}
+    common: dict[str, Any] = {"status": 500, "reason": f"echo {TOKEN}", "request_id": "r-1"}
     if kind is client.Forbidden:
         return [kind("x", kind=k, **common) for k in ("project_not_enabled", "no_trigger_permission")]
     if kind is client.RateLimited:

@@ -187,6 +187,7 @@ def test_tail_of_ten_thousand_lines_within_a_byte_budget_starts_at_a_line_start(
 
     assert log.endswith(result.text)
     assert result.text.startswith(f"line {result.first_line} ü\n")
+    assert result.first_line is not None
     assert (
         result.returned_bytes
         <= 1_000
