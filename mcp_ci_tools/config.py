@@ -1,9 +1,9 @@
 """Settings from the environment and command-line flags, validated once at start-up.
 
-Each setting is declared once, as a field of `Settings`: pydantic-settings derives its environment variable
-(`MCP_CI_<FIELD>`, or the field's alias) and its flag (`--<field-with-dashes>`). A flag wins over the variable.
-Anything missing or invalid raises `ConfigError` naming the variable, which `__main__` turns into one stderr
-line and exit 2.
+Each setting is declared once, as a field of `Settings`: pydantic-settings derives its environment
+variable (`MCP_CI_<FIELD>`, or the field's alias) and its flag (`--<field-with-dashes>`). A flag wins over
+the variable. Anything missing or invalid raises `ConfigError` naming the variable, which `__main__` turns
+into one stderr line and exit 2.
 """
 
 from __future__ import annotations
