@@ -166,7 +166,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Settings(...) takes only what it is given; load_settings reads the environment and flags it is given.
+        # Settings(...) takes only its arguments; load_settings reads the environment and flags it is given.
         return (init_settings,)
 
     @model_validator(mode="before")
@@ -280,7 +280,7 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError("command line", mask(message))  # it repeats unknown arguments: maybe a token
 
     def add_setting(self, *flags: str, **kwargs: Any) -> argparse.Action:
-        """add_argument for pydantic-settings: without the plural name a shortcut stands for, with our defaults."""
+        """add_argument for pydantic-settings, minus the plural flag a shortcut replaces, plus defaults."""
         shortcuts = Settings.model_config.get("cli_shortcuts") or {}
         flags = tuple(flag for flag in flags if flag.removeprefix("--") not in shortcuts)
         if kwargs["dest"] in self.defaults:  # required by Settings, defaulted by load_settings
