@@ -1,19 +1,31 @@
 """Settings from the environment and command-line flags, validated once at start-up.
 
-Each setting has an environment variable and a flag; a flag wins over the variable. Anything missing or
-invalid raises `ConfigError` naming the variable, which `__main__` turns into one stderr line and exit 2.
+Each setting is declared once, as a field of `Settings`: pydantic-settings derives its environment
+variable (`MCP_CI_<FIELD>`, or the field's alias) and its flag (`--<field-with-dashes>`). A flag wins over
+the variable. Anything missing or invalid raises `ConfigError` naming the variable, which `__main__` turns
+into one stderr line and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NoReturn, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    CliSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from mcp_ci_tools.domain.ids import is_uuid
 from mcp_ci_tools.domain.masking import mask
@@ -50,38 +62,120 @@ def default_audit_path(environ: Mapping[str, str]) -> Path:
     return Path(state_home) / "mcp-ci-tools" / "audit.jsonl"
 
 
-class Settings(BaseModel):
+def _parse_bool(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    spelled = value.strip().lower()
+    if spelled in ("1", "true", "yes"):
+        return True
+    if spelled in ("0", "false", "no"):
+        return False
+    raise PydanticCustomError(
+        "bool_spelling", "expected one of 1/true/yes or 0/false/no, got {got}", {"got": repr(value)}
+    )
+
+
+def _split_items(value: object) -> object:
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list | tuple):
+        return tuple(part.strip() for item in value for part in str(item).split(",") if part.strip())
+    return value
+
+
+_Bool = Annotated[bool, BeforeValidator(_parse_bool)]
+# Comma-separated in a variable; a repeated flag arrives comma-joined. NoDecode: no JSON decoding first.
+_Items = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_items)]
+
+
+class Settings(BaseSettings):
     """The validated configuration of one server process."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        loc_by_alias=False,
+        env_prefix="MCP_CI_",
+        cli_prog_name="mcp-ci-tools",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_show_env_vars=True,
+        cli_hide_none_type=True,
+        # The flag is singular where the variable is plural; _Parser drops the plural flag.
+        cli_shortcuts={"allowed-hosts": "allowed-host", "allowed-origins": "allowed-origin"},
+    )
 
-    infrabox_url: str
-    token: SecretStr | None = None  # stdio only: over HTTP every caller brings their own
-    allow_trigger: bool = False
-    trigger_per_minute: int = Field(default=5, ge=1, le=1000)
-    read_per_minute: int = Field(default=30, ge=1, le=10_000)
-    log_per_minute: int = Field(default=10, ge=1, le=10_000)
-    audit_log: Path
-    timeout: float = Field(default=30.0, gt=0, le=600)
-    transport: Transport = "stdio"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    max_sessions: int = Field(default=1000, ge=1)
-    session_idle_timeout: float = Field(default=600.0, gt=0)
-    shutdown_grace: float = Field(default=10.0, ge=0)
-    state_url: str | None = None
-    state_prefix: str = Field(default="mcp-ci-tools:", min_length=1, max_length=100)
-    state_timeout: float = Field(default=0.25, gt=0, le=30)
-    permission_ttl: float = Field(default=3600.0, gt=0)
-    toolsets: tuple[str, ...] = ("read", "trigger")
-    projects: tuple[str, ...] = ()
-    max_restarts_per_build: int = Field(default=3, ge=0)
-    restart_window: int = Field(default=3600, ge=1)
-    dedupe_seconds: float = Field(default=30.0, ge=0)
-    confirm: tuple[str, ...] = ()
+    # An alias stands for the MCP_CI_ name: the variable is INFRABOX_URL, the flag --infrabox-url.
+    infrabox_url: str = Field(validation_alias="infrabox_url", description="InfraBox root URL")
+    token: SecretStr | None = Field(
+        None,
+        validation_alias="infrabox_mcp_token",
+        description="the ib_mcp_... token: required with stdio, refused with the HTTP transports (callers "
+        "bring their own); prefer the variable: flags show in `ps`",
+    )
+    allow_trigger: _Bool = Field(False, description="whether the token has InfraBox's allow_trigger")
+    trigger_per_minute: int = Field(5, ge=1, le=1000, description="trigger budget")
+    read_per_minute: int = Field(
+        30, ge=1, le=10_000, description="budget of each read bucket: projects, builds, jobs"
+    )
+    log_per_minute: int = Field(10, ge=1, le=10_000, description="budget of log reads")
+    audit_log: Path = Field(description="audit JSONL file")  # load_settings defaults it from the environment
+    timeout: float = Field(30.0, gt=0, le=600, description="seconds per HTTP request")
+    transport: Transport = Field("stdio", description="streamable-http serves /mcp, sse /sse, http both")
+    host: str = Field("127.0.0.1", description="HTTP bind address")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port")
+    allowed_hosts: _Items = Field(
+        (),
+        description="Host header to accept besides loopback, repeatable or comma-separated; name, "
+        "name:port or name:*",
+    )
+    allowed_origins: _Items = Field(
+        (), description="browser Origin to accept besides loopback; repeatable or comma-separated"
+    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body in bytes")
+    max_sessions: int = Field(1000, ge=1, description="stateful HTTP sessions at most")
+    session_idle_timeout: float = Field(
+        600.0, gt=0, description="seconds before an idle HTTP session is closed"
+    )
+    shutdown_grace: float = Field(10.0, ge=0, description="seconds in-flight calls may finish after SIGTERM")
+    state_url: str | None = Field(None, description="Redis URL shared by replicas; unset: in memory")
+    state_prefix: str = Field("mcp-ci-tools:", min_length=1, max_length=100, description="Redis key prefix")
+    state_timeout: float = Field(0.25, gt=0, le=30, description="seconds per Redis call")
+    permission_ttl: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds a learned 'no trigger permission' is kept before asking InfraBox again",
+    )
+    toolsets: _Items = Field(TOOLSETS, description="toolsets to serve, comma-separated")
+    projects: _Items = Field((), description="only these project UUIDs, comma-separated; unset: all")
+    max_restarts_per_build: int = Field(
+        3, ge=0, description="restart/rerun requests per build lineage in the window; 0 turns the guard off"
+    )
+    restart_window: int = Field(3600, ge=1, description="seconds of the restart-loop window")
+    dedupe_seconds: float = Field(
+        30.0, ge=0, description="seconds an identical trigger call is not sent again; 0 turns the guard off"
+    )
+    confirm: _Items = Field((), description="trigger tools that ask the user first (elicitation)")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Settings(...) takes only its arguments; load_settings reads the environment and flags it is given.
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_field_names(cls, data: object) -> object:
+        # Code and tests write Settings(token=...); the alias alone is offered as a variable and a flag.
+        if isinstance(data, dict):
+            return {_key(name) if name in cls.model_fields else name: value for name, value in data.items()}
+        return data
 
     @field_validator("infrabox_url")
     @classmethod
@@ -145,15 +239,6 @@ class Settings(BaseModel):
             )
         return value
 
-    @field_validator("allowed_hosts", "allowed_origins", "toolsets", "projects", "confirm", mode="before")
-    @classmethod
-    def _split_lists(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list | tuple):
-            return tuple(part.strip() for item in value for part in str(item).split(",") if part.strip())
-        return value
-
     @property
     def token_fingerprint(self) -> str:
         if self.token is None:
@@ -161,218 +246,90 @@ class Settings(BaseModel):
         return fingerprint(self.token.get_secret_value())
 
 
-@dataclass(frozen=True)
-class _Option:
-    field: str
-    variable: str
-    flag: str
-    help: str
-    kind: str = "str"  # str | bool | list
+def _key(name: str) -> str:
+    """The key of field `name` in the sources and in validation: its alias, else its name."""
+    alias = Settings.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else name
 
 
-_OPTIONS = (
-    _Option("infrabox_url", "INFRABOX_URL", "--infrabox-url", "InfraBox root URL (required)"),
-    _Option(
-        "token",
-        "INFRABOX_MCP_TOKEN",
-        "--infrabox-mcp-token",
-        "the ib_mcp_... token (required; prefer the environment variable: flags show in `ps`)",
-    ),
-    _Option(
-        "allow_trigger",
-        "MCP_CI_ALLOW_TRIGGER",
-        "--allow-trigger",
-        "whether the token has InfraBox's allow_trigger (default false)",
-        "bool",
-    ),
-    _Option(
-        "trigger_per_minute",
-        "MCP_CI_TRIGGER_PER_MINUTE",
-        "--trigger-per-minute",
-        "trigger budget (default 5)",
-    ),
-    _Option(
-        "read_per_minute",
-        "MCP_CI_READ_PER_MINUTE",
-        "--read-per-minute",
-        "budget of each read bucket: projects, builds, jobs (default 30)",
-    ),
-    _Option(
-        "log_per_minute", "MCP_CI_LOG_PER_MINUTE", "--log-per-minute", "budget of log reads (default 10)"
-    ),
-    _Option("audit_log", "MCP_CI_AUDIT_LOG", "--audit-log", "audit JSONL file"),
-    _Option("timeout", "MCP_CI_TIMEOUT", "--timeout", "seconds per HTTP request (default 30)"),
-    _Option(
-        "transport",
-        "MCP_CI_TRANSPORT",
-        "--transport",
-        "stdio (default), streamable-http (/mcp), sse (/sse), or http (both)",
-    ),
-    _Option("host", "MCP_CI_HOST", "--host", "HTTP bind address (default 127.0.0.1)"),
-    _Option("port", "MCP_CI_PORT", "--port", "HTTP port (default 8000)"),
-    _Option(
-        "allowed_hosts",
-        "MCP_CI_ALLOWED_HOSTS",
-        "--allowed-host",
-        "Host header to accept besides loopback; repeatable or comma-separated; name, name:port or name:*",
-        "list",
-    ),
-    _Option(
-        "allowed_origins",
-        "MCP_CI_ALLOWED_ORIGINS",
-        "--allowed-origin",
-        "browser Origin to accept besides loopback; repeatable or comma-separated",
-        "list",
-    ),
-    _Option(
-        "max_body_bytes", "MCP_CI_MAX_BODY_BYTES", "--max-body-bytes", "largest request body (default 4 MiB)"
-    ),
-    _Option(
-        "max_sessions",
-        "MCP_CI_MAX_SESSIONS",
-        "--max-sessions",
-        "stateful HTTP sessions at most (default 1000)",
-    ),
-    _Option(
-        "session_idle_timeout",
-        "MCP_CI_SESSION_IDLE_TIMEOUT",
-        "--session-idle-timeout",
-        "seconds before an idle HTTP session is closed (default 600)",
-    ),
-    _Option(
-        "state_url", "MCP_CI_STATE_URL", "--state-url", "Redis URL shared by replicas (default: in memory)"
-    ),
-    _Option(
-        "state_prefix", "MCP_CI_STATE_PREFIX", "--state-prefix", "Redis key prefix (default mcp-ci-tools:)"
-    ),
-    _Option(
-        "state_timeout", "MCP_CI_STATE_TIMEOUT", "--state-timeout", "seconds per Redis call (default 0.25)"
-    ),
-    _Option(
-        "permission_ttl",
-        "MCP_CI_PERMISSION_TTL",
-        "--permission-ttl",
-        "seconds a learned 'no trigger permission' is kept before InfraBox is asked again (default 3600)",
-    ),
-    _Option(
-        "toolsets", "MCP_CI_TOOLSETS", "--toolsets", "toolsets to serve: read,trigger (default both)", "list"
-    ),
-    _Option(
-        "projects",
-        "MCP_CI_PROJECTS",
-        "--projects",
-        "only these project UUIDs, comma-separated (default: all the token allows)",
-        "list",
-    ),
-    _Option(
-        "max_restarts_per_build",
-        "MCP_CI_MAX_RESTARTS_PER_BUILD",
-        "--max-restarts-per-build",
-        "restart/rerun requests per build lineage in the window (default 3; 0 turns the guard off)",
-    ),
-    _Option(
-        "restart_window",
-        "MCP_CI_RESTART_WINDOW",
-        "--restart-window",
-        "seconds of the restart-loop window (default 3600)",
-    ),
-    _Option(
-        "dedupe_seconds",
-        "MCP_CI_DEDUPE_SECONDS",
-        "--dedupe-seconds",
-        "seconds an identical trigger call is not sent again (default 30; 0 turns the guard off)",
-    ),
-    _Option(
-        "confirm",
-        "MCP_CI_CONFIRM",
-        "--confirm",
-        "trigger tools that ask the user first (elicitation)",
-        "list",
-    ),
-    _Option(
-        "shutdown_grace",
-        "MCP_CI_SHUTDOWN_GRACE",
-        "--shutdown-grace",
-        "seconds in-flight calls may finish after SIGTERM (default 10)",
-    ),
-)
-_VARIABLE_OF = {option.field: option.variable for option in _OPTIONS}
-_TRUE = {"1", "true", "yes"}
-_FALSE = {"0", "false", "no"}
+class _Environment(EnvSettingsSource):
+    """The variables of a given mapping, not os.environ; empty ones count as unset, values are stripped."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ  # the base __init__ calls _load_env_vars
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # pydantic-settings matches names in any case; today only the upper-case spelling counts.
+        given = {name: value.strip() for name, value in self._environ.items() if name == name.upper()}
+        return parse_env_vars({name: value for name, value in given.items() if value}, self.case_sensitive)
 
 
-def _parse_bool(variable: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(variable, f"expected one of 1/true/yes or 0/false/no, got {raw!r}")
+class _Parser(argparse.ArgumentParser):
+    """The root parser pydantic-settings fills in; problems raise ConfigError instead of exiting."""
 
+    def __init__(self, defaults: Mapping[str, object]) -> None:
+        super().__init__(
+            prog=Settings.model_config.get("cli_prog_name"),
+            description="MCP server for InfraBox builds and jobs. Every flag has an environment variable.",
+        )
+        self.defaults = defaults
+        self.flag_of: dict[str, str] = {}
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would print usage and exit; we want one line
-        raise ConfigError("command line", message)
+    def error(self, message: str) -> NoReturn:  # argparse would print usage and exit; we want one line
+        raise ConfigError("command line", mask(message))  # it repeats unknown arguments: maybe a token
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
-        prog="mcp-ci-tools",
-        description="MCP server for InfraBox builds and jobs. Every flag has an environment variable.",
-    )
-    for option in _OPTIONS:
-        if option.kind == "bool":
-            parser.add_argument(
-                option.flag,
-                dest=option.field,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f"{option.help} [{option.variable}]",
+    def add_setting(self, *flags: str, **kwargs: Any) -> argparse.Action:
+        """add_argument for pydantic-settings, minus the plural flag a shortcut replaces, plus defaults."""
+        shortcuts = Settings.model_config.get("cli_shortcuts") or {}
+        flags = tuple(flag for flag in flags if flag.removeprefix("--") not in shortcuts)
+        if kwargs["dest"] in self.defaults:  # required by Settings, defaulted by load_settings
+            kwargs["help"] = kwargs["help"].replace(
+                "(required)", f"(default: {self.defaults[kwargs['dest']]})"
             )
-        elif option.kind == "list":
-            parser.add_argument(
-                option.flag,
-                dest=option.field,
-                action="append",
-                default=None,
-                help=f"{option.help} [{option.variable}]",
-            )
-        else:
-            parser.add_argument(
-                option.flag, dest=option.field, default=None, help=f"{option.help} [{option.variable}]"
-            )
-    return parser
+        self.flag_of[kwargs["dest"]] = flags[0]
+        return self.add_argument(*flags, **kwargs)
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Build `Settings` from flags (first) and environment variables; raise `ConfigError` on any problem."""
-    flags = vars(_parser().parse_args(list(argv)))
-    values: dict[str, Any] = {}
-    for option in _OPTIONS:
-        flag_value = flags.get(option.field)
-        if flag_value is not None:
-            values[option.field] = flag_value
-            continue
-        raw = environ.get(option.variable)
-        if raw is None or raw.strip() == "":
-            continue
-        values[option.field] = _parse_bool(option.variable, raw) if option.kind == "bool" else raw.strip()
-    transport = values.get("transport", "stdio")
-    if "infrabox_url" not in values:
-        raise ConfigError("INFRABOX_URL", "is required (set it or pass --infrabox-url)")
-    if transport == "stdio" and "token" not in values:
-        raise ConfigError("INFRABOX_MCP_TOKEN", "is required (set it or pass --infrabox-mcp-token)")
+    defaults = {"audit_log": default_audit_path(environ)}
+    environment, parser = _Environment(environ), _Parser(defaults)
+    try:
+        cli = CliSettingsSource[argparse.ArgumentParser](
+            Settings,
+            cli_parse_args=list(argv),
+            root_parser=parser,
+            add_argument_method=_Parser.add_setting,
+            _env_settings_source=environment,  # --help names the variables of the source that reads them
+        )
+        # pydantic-settings reads the flag value "null" as None; here it stays a value like any other.
+        flags = {key: cli.cli_parse_none_str if value is None else value for key, value in cli().items()}
+        given = {**environment(), **flags}
+    except SettingsError as error:
+        raise ConfigError("command line", mask(str(error))) from None
+    name_of = {_key(name): name for name in Settings.model_fields}
+    values: dict[str, Any] = {**defaults, **{name_of[key]: value for key, value in given.items()}}
+    variable = {name_of[key]: names[0] for key, names in cli.env_var_names.items()}
+    flag = {name_of[key]: name for key, name in parser.flag_of.items()}
+
+    transport = values.get("transport", Settings.model_fields["transport"].default)
+    required = [name for name, field in Settings.model_fields.items() if field.is_required()]
+    for name in [*required, "token"] if transport == "stdio" else required:
+        if name not in values:
+            raise ConfigError(variable[name], f"is required (set it or pass {flag[name]})")
     if transport != "stdio" and "token" in values:
         raise ConfigError(
-            "INFRABOX_MCP_TOKEN",
+            variable["token"],
             f"must not be set with --transport {transport}: it is for stdio; HTTP callers send their own token",
         )
-    values.setdefault("audit_log", default_audit_path(environ))
     try:
-        return Settings(**values)
+        return Settings.model_validate(values)
     except ValidationError as error:
         first = error.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "configuration"
-        message = first["msg"].removeprefix("Value error, ")
-        shown = "" if field == "token" else f" (got {mask(str(values.get(field)))[:80]!r})"
-        raise ConfigError(_VARIABLE_OF.get(field, field), f"{message}{shown}") from None
+        name = str(first["loc"][0])
+        annotation = Settings.model_fields[name].annotation
+        # Never the token; nor twice what the message already shows.
+        hidden = SecretStr in (annotation, *get_args(annotation)) or "got" in first.get("ctx", {})
+        got = "" if hidden else f" (got {mask(str(values.get(name)))[:80]!r})"
+        raise ConfigError(variable[name], first["msg"].removeprefix("Value error, ") + got) from None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from mcp_ci_tools.config import ConfigError, load_settings
+from mcp_ci_tools.config import ConfigError, Settings, load_settings
 from mcp_ci_tools.domain.tokens import fingerprint
 from tests.conftest import TOKEN
 
@@ -208,3 +210,223 @@ def test_guard_settings_have_the_documented_defaults() -> None:
         30.0,
     )
     assert settings.confirm == ()
+
+
+# Today's interface: every field's variable and flag, with a value that differs from the default.
+UUID = "5b0e8a0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+SETTINGS = [
+    ("infrabox_url", "INFRABOX_URL", "--infrabox-url", "https://other.example", "https://other.example"),
+    (
+        "token",
+        "INFRABOX_MCP_TOKEN",
+        "--infrabox-mcp-token",
+        "ib_mcp_" + "e" * 48,
+        SecretStr("ib_mcp_" + "e" * 48),
+    ),
+    ("allow_trigger", "MCP_CI_ALLOW_TRIGGER", "--allow-trigger", None, True),
+    ("trigger_per_minute", "MCP_CI_TRIGGER_PER_MINUTE", "--trigger-per-minute", "7", 7),
+    ("read_per_minute", "MCP_CI_READ_PER_MINUTE", "--read-per-minute", "31", 31),
+    ("log_per_minute", "MCP_CI_LOG_PER_MINUTE", "--log-per-minute", "11", 11),
+    ("audit_log", "MCP_CI_AUDIT_LOG", "--audit-log", "/var/log/a.jsonl", Path("/var/log/a.jsonl")),
+    ("timeout", "MCP_CI_TIMEOUT", "--timeout", "2.5", 2.5),
+    ("transport", "MCP_CI_TRANSPORT", "--transport", "sse", "sse"),
+    ("host", "MCP_CI_HOST", "--host", "0.0.0.0", "0.0.0.0"),
+    ("port", "MCP_CI_PORT", "--port", "9000", 9000),
+    ("allowed_hosts", "MCP_CI_ALLOWED_HOSTS", "--allowed-host", "a,b:*", ("a", "b:*")),
+    ("allowed_origins", "MCP_CI_ALLOWED_ORIGINS", "--allowed-origin", "https://o", ("https://o",)),
+    ("max_body_bytes", "MCP_CI_MAX_BODY_BYTES", "--max-body-bytes", "2048", 2048),
+    ("max_sessions", "MCP_CI_MAX_SESSIONS", "--max-sessions", "5", 5),
+    ("session_idle_timeout", "MCP_CI_SESSION_IDLE_TIMEOUT", "--session-idle-timeout", "60", 60.0),
+    ("shutdown_grace", "MCP_CI_SHUTDOWN_GRACE", "--shutdown-grace", "0", 0.0),
+    ("state_url", "MCP_CI_STATE_URL", "--state-url", "redis://redis:6379/0", "redis://redis:6379/0"),
+    ("state_prefix", "MCP_CI_STATE_PREFIX", "--state-prefix", "p:", "p:"),
+    ("state_timeout", "MCP_CI_STATE_TIMEOUT", "--state-timeout", "1", 1.0),
+    ("permission_ttl", "MCP_CI_PERMISSION_TTL", "--permission-ttl", "60", 60.0),
+    ("toolsets", "MCP_CI_TOOLSETS", "--toolsets", "read", ("read",)),
+    ("projects", "MCP_CI_PROJECTS", "--projects", UUID.upper(), (UUID,)),
+    ("max_restarts_per_build", "MCP_CI_MAX_RESTARTS_PER_BUILD", "--max-restarts-per-build", "0", 0),
+    ("restart_window", "MCP_CI_RESTART_WINDOW", "--restart-window", "60", 60),
+    ("dedupe_seconds", "MCP_CI_DEDUPE_SECONDS", "--dedupe-seconds", "0", 0.0),
+    ("confirm", "MCP_CI_CONFIRM", "--confirm", "abort_job,rerun_job", ("abort_job", "rerun_job")),
+]
+# Over HTTP no token is needed, so every row but the token's can be set alone.
+HTTP_ENV = {"INFRABOX_URL": "https://infrabox.example.com", "MCP_CI_TRANSPORT": "http", "HOME": "/home/agent"}
+STDIO_ENV = {"INFRABOX_URL": "https://infrabox.example.com", "HOME": "/home/agent"}
+
+
+def test_every_field_has_exactly_one_variable_and_one_flag() -> None:
+    assert [row[0] for row in SETTINGS] == list(Settings.model_fields)
+    assert len({row[1] for row in SETTINGS}) == len({row[2] for row in SETTINGS}) == len(SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("field", "variable", "flag", "raw", "expected"), SETTINGS, ids=[r[0] for r in SETTINGS]
+)
+def test_each_setting_is_read_from_its_variable_and_its_flag(
+    field: str, variable: str, flag: str, raw: str | None, expected: object
+) -> None:
+    base = STDIO_ENV if field == "token" else HTTP_ENV
+    from_variable = load_settings([], {**base, variable: raw or "true"})
+    from_flag = load_settings([flag] if raw is None else [flag, raw], base)
+
+    assert getattr(from_variable, field) == getattr(from_flag, field) == expected
+    assert Settings.model_fields[field].default != expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--token", TOKEN],
+        ["--allowed-hosts", "a"],
+        ["--allowed-origins", "a"],
+        ["--mcp-ci-token", TOKEN],
+        ["--mcp-ci-infrabox-url", "https://x"],
+    ],
+)
+def test_there_are_no_other_flags(argv: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(argv, HTTP_ENV)
+
+    assert caught.value.variable == "command line"
+    assert "unrecognized arguments" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MCP_CI_TOKEN": TOKEN},
+        {"TOKEN": TOKEN},
+        {"MCP_CI_INFRABOX_MCP_TOKEN": TOKEN},
+        {"infrabox_mcp_token": TOKEN},
+    ],
+)
+def test_there_are_no_other_variables_and_names_are_upper_case(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings([], {**STDIO_ENV, **env})
+
+    assert str(caught.value) == "INFRABOX_MCP_TOKEN: is required (set it or pass --infrabox-mcp-token)"
+
+
+def test_a_lower_case_variable_is_not_read() -> None:
+    assert load_settings([], {**BASE_ENV, "mcp_ci_timeout": "5"}).timeout == 30.0
+
+
+def test_empty_or_blank_variables_count_as_unset_and_values_are_stripped() -> None:
+    settings = load_settings(
+        [], {**BASE_ENV, "MCP_CI_TIMEOUT": "  ", "MCP_CI_PORT": "", "MCP_CI_TRIGGER_PER_MINUTE": " 4 "}
+    )
+
+    assert (settings.timeout, settings.port, settings.trigger_per_minute) == (30.0, 8000, 4)
+    with pytest.raises(ConfigError, match=r"^INFRABOX_URL: is required \(set it or pass --infrabox-url\)$"):
+        load_settings([], {**BASE_ENV, "INFRABOX_URL": " \t"})
+
+
+def test_a_flag_replaces_the_variable_it_overrides() -> None:
+    env = {**HTTP_ENV, "MCP_CI_ALLOWED_HOSTS": "from-env", "MCP_CI_TIMEOUT": "9"}
+
+    settings = load_settings(["--allowed-host", "a", "--allowed-host", "b,c", "--timeout", "3"], env)
+
+    assert settings.allowed_hosts == ("a", "b", "c")
+    assert settings.timeout == 3.0
+
+
+@pytest.mark.parametrize(
+    ("flag", "variable", "expected"), [("--no-allow-trigger", "true", False), ("--allow-trigger", "no", True)]
+)
+def test_a_bool_flag_wins_over_its_variable(flag: str, variable: str, expected: bool) -> None:
+    settings = load_settings([flag], {**BASE_ENV, "MCP_CI_ALLOW_TRIGGER": variable})
+
+    assert settings.allow_trigger is expected
+
+
+@pytest.mark.parametrize("raw", ["on", "off", "y", "t", "2"])
+def test_bools_accept_only_the_documented_spellings(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings([], {**BASE_ENV, "MCP_CI_ALLOW_TRIGGER": raw})
+
+    assert str(caught.value) == f"MCP_CI_ALLOW_TRIGGER: expected one of 1/true/yes or 0/false/no, got {raw!r}"
+
+
+def test_flag_values_are_taken_literally() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(["--state-url", "null"], BASE_ENV)
+
+    assert str(caught.value).endswith("(got 'null')")
+    assert load_settings(["--host", "null"], BASE_ENV).host == "null"
+
+
+def test_a_redis_password_is_masked_in_the_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings([], {**BASE_ENV, "MCP_CI_STATE_URL": "redis://:hunter2@redis:port/0"})
+
+    assert str(caught.value) == (
+        "MCP_CI_STATE_URL: has an invalid port (got 'redis://:[MASKED:url-password]@redis:port/0')"
+    )
+
+
+def test_load_settings_reads_only_the_environment_and_arguments_it_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MCP_CI_TRIGGER_PER_MINUTE", "7")
+    monkeypatch.setenv("MCP_CI_TRANSPORT", "websocket")
+    monkeypatch.setenv("INFRABOX_URL", "https://from-os-environ.example")
+    monkeypatch.setattr(sys, "argv", ["mcp-ci-tools", "--frobnicate", "--port", "1"])
+
+    settings = load_settings([], BASE_ENV)
+
+    assert (settings.trigger_per_minute, settings.transport, settings.port) == (5, "stdio", 8000)
+    assert settings.infrabox_url == "https://infrabox.example.com"
+
+
+def test_settings_built_directly_take_only_their_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_CI_TIMEOUT", "9")
+    monkeypatch.setenv("MCP_CI_TOKEN", TOKEN)
+    monkeypatch.setenv("INFRABOX_MCP_TOKEN", TOKEN)
+    monkeypatch.setattr(sys, "argv", ["mcp-ci-tools", "--port", "1"])
+
+    settings = Settings(infrabox_url="https://ib", audit_log=Path("/a"), transport="http")
+
+    assert (settings.timeout, settings.token, settings.port) == (30.0, None, 8000)
+    assert Settings(
+        infrabox_url="https://ib", audit_log=Path("/a"), token=TOKEN
+    ).token_fingerprint == fingerprint(TOKEN)
+
+
+def _help(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """--help by flag: each flag's entry as one line (a wide terminal keeps argparse from wrapping it)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit) as exited:
+        load_settings(["--help"], {"HOME": "/home/agent"})
+    out, err = capsys.readouterr()
+
+    assert exited.value.code == 0
+    assert err == ""
+    entries: dict[str, str] = {}
+    for line in out.split("\noptions:\n")[1].splitlines():
+        if line.startswith("  -"):
+            flag = line.split()[0].rstrip(",")
+            entries[flag] = line.strip()
+        else:
+            entries[flag] += " " + line.strip()
+    return entries
+
+
+def test_help_shows_each_flag_with_its_variable_and_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = _help(capsys, monkeypatch)
+
+    assert set(lines) == {"-h", *(row[2] for row in SETTINGS)}
+    for field, variable, flag, _, _ in SETTINGS:
+        line = lines[flag]
+        assert line.endswith(f"[env: {variable}]"), line
+        assert Settings.model_fields[field].description in line
+        default = Settings.model_fields[field].default
+        if field == "infrabox_url":
+            assert "(required)" in line
+        elif field == "audit_log":
+            assert "(default: /home/agent/.local/state/mcp-ci-tools/audit.jsonl)" in line
+        elif default is not None:
+            assert f"(default: {default})" in line, line
+    assert "--allow-trigger, --no-allow-trigger" in lines["--allow-trigger"]
