@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format bench bench-smoke bench-profile demo sandbox clean
+.PHONY: install test lint typecheck format bench bench-smoke bench-profile demo sandbox clean
 
 install: $(STAMP)
 
@@ -18,12 +18,14 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
 format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-test: $(STAMP)
-	$(PY) -m ruff check .
+test: lint typecheck
 	$(PY) -m pytest
 
 bench: $(STAMP)

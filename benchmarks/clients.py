@@ -60,7 +60,7 @@ def bench_settings(infrabox_url: str, audit_log: Path, *, token: str | None = No
     """Our settings against the sandbox (or a stub): trigger allowed, every budget lifted."""
     return Settings(
         infrabox_url=infrabox_url,
-        token=SecretStr(token or SANDBOX_TOKENS["trigger"].token),
+        infrabox_mcp_token=SecretStr(token or SANDBOX_TOKENS["trigger"].token),
         allow_trigger=True,
         trigger_per_minute=1000,
         read_per_minute=10_000,

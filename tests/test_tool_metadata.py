@@ -39,6 +39,7 @@ async def test_trigger_annotations_say_what_each_tool_does(make_server) -> None:
 
     for name in TRIGGER_TOOLS:
         hints = tools[name]
+        assert hints is not None, name
         assert hints.read_only_hint is False
         assert hints.idempotent_hint is False
         assert hints.open_world_hint is True
@@ -89,5 +90,7 @@ async def test_published_output_schemas_accept_what_the_tools_return(make_server
         schemas = {t.name: t.output_schema for t in (await client.list_tools()).tools}
         result = await client.call_tool("get_build", {"project_id": PROJECT_ID, "build_id": BUILD_ID})
 
-    jsonschema.validate(result.structured_content, schemas["get_build"])
-    assert set(schemas["get_build"]["properties"]) == set(result.structured_content)
+    schema = schemas["get_build"]
+    assert schema is not None
+    jsonschema.validate(result.structured_content, schema)
+    assert set(schema["properties"]) == set(result.structured_content)

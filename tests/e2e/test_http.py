@@ -125,7 +125,7 @@ def fingerprint(token: str) -> str:
 
 # Every tool, both transports, both eras ----------------------------------------------------------------
 
-TOOL_CALLS = [
+TOOL_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("list_projects", {}),
     ("list_builds", {"project_id": SEED.payments, "status": "failure"}),
     ("get_build", {"project_id": SEED.payments, "build_id": SEED.failed_build}),

@@ -140,15 +140,16 @@ async def test_redis_holds_fingerprints_never_tokens_and_every_key_expires(
         await client.call_tool("list_projects", {})
         await client.call_tool("whoami", {})
 
-    db = redis.Redis.from_url(redis_server.url)
+    db = redis.Redis.from_url(redis_server.url, decode_responses=False)
     try:
-        keys = db.keys("*")
+        keys = [_raw(key) for key in db.keys("*")]
         dump = b" ".join(keys)
         for key in keys:
-            kind = db.type(key)
-            dump += (
-                b" " + (db.get(key) or b"") if kind == b"string" else b" " + b" ".join(db.lrange(key, 0, -1))
-            )
+            if _raw(db.type(key)) == b"string":
+                values = [_raw(db.get(key) or b"")]
+            else:
+                values = [_raw(value) for value in db.lrange(key, 0, -1)]
+            dump += b" " + b" ".join(values)
             assert 0 < db.pttl(key) <= 3_660_000, (key, db.pttl(key))
     finally:
         db.close()
@@ -211,3 +212,8 @@ async def test_duplicate_and_restart_loop_guards_are_shared_by_replicas(
     assert duplicate.structured_content["replayed"] is True
     assert third.is_error and "Restart-loop guard: 2 restart/rerun requests" in text_of(third)
     assert rerun.call_count == 2
+
+
+def _raw(value: bytes | str) -> bytes:
+    """A Redis reply as bytes (the client is typed for both decoded and raw replies)."""
+    return value if isinstance(value, bytes) else value.encode()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -64,19 +64,19 @@ class Sandbox:
         scheduler: Scheduler = self.app.state.scheduler
         return scheduler
 
-    def request(self, method: str, path: str, role: str = "trigger", **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, role: str = "trigger", **kwargs: Any) -> httpx2.Response:
         headers = kwargs.pop("headers", None)
         if headers is None:
             headers = bearer(kwargs.pop("token", None) or SANDBOX_TOKENS[role].token)
         return self.client.request(method, API + path, headers=headers, **kwargs)
 
-    def get(self, path: str, role: str = "trigger", **kwargs: Any) -> httpx.Response:
+    def get(self, path: str, role: str = "trigger", **kwargs: Any) -> httpx2.Response:
         return self.request("GET", path, role, **kwargs)
 
-    def post(self, path: str, role: str = "trigger", **kwargs: Any) -> httpx.Response:
+    def post(self, path: str, role: str = "trigger", **kwargs: Any) -> httpx2.Response:
         return self.request("POST", path, role, **kwargs)
 
-    def delete(self, path: str, role: str = "trigger", **kwargs: Any) -> httpx.Response:
+    def delete(self, path: str, role: str = "trigger", **kwargs: Any) -> httpx2.Response:
         return self.request("DELETE", path, role, **kwargs)
 
     def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:

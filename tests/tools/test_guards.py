@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -291,7 +291,9 @@ async def test_calls_refused_locally_are_not_remembered(make_server, connect, in
 # Confirmation ---------------------------------------------------------------------------------------------
 
 
-def _answering(action: str, content: dict[str, Any] | None, asked: list[str]):
+def _answering(
+    action: Literal["accept", "decline", "cancel"], content: dict[str, Any] | None, asked: list[str]
+):
     async def on_elicit(context: Any, params: Any) -> ElicitResult:
         asked.append(params.message)
         assert params.requested_schema["properties"] == {

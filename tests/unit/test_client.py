@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -69,7 +70,7 @@ async def test_a_base_url_with_a_path_prefix_is_kept() -> None:
     client = InfraBoxClient(
         "https://ci.example/infrabox/",
         TOKEN,
-        transport=httpx.MockTransport(lambda r: (seen.append(r), httpx.Response(200, json={}))[1]),
+        transport=httpx.MockTransport(_recording(seen)),
     )
 
     await client.abort_job(P, J, request_id="r")
@@ -224,3 +225,13 @@ async def test_the_http_client_is_recreated_after_close() -> None:
     await client.abort_job(P, J, request_id="r")
 
     assert len(seen) == 2
+
+
+def _recording(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
+    """A transport handler that records each request and answers 200 {}."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    return handle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -120,7 +121,7 @@ async def test_a_client_built_over_a_transport_keeps_it_across_reopening() -> No
     client = InfraBoxClient(
         INFRABOX_URL,
         TOKEN,
-        transport=httpx.MockTransport(lambda r: (seen.append(r), httpx.Response(200, json={}))[1]),
+        transport=httpx.MockTransport(_recording(seen)),
     )
     await client.abort_job(P, J, request_id="r-1")
     await client.aclose()
@@ -129,3 +130,13 @@ async def test_a_client_built_over_a_transport_keeps_it_across_reopening() -> No
     await client.abort_job(P, J, request_id="r-2")
 
     assert [r.headers["x-request-id"] for r in seen] == ["r-1", "r-2"]
+
+
+def _recording(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
+    """A transport handler that records each request and answers 200 {}."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    return handle

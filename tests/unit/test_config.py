@@ -62,6 +62,7 @@ def test_every_setting_has_a_flag_and_flags_win_over_the_environment(tmp_path: P
     )
 
     assert settings.infrabox_url == "http://localhost:8123"
+    assert settings.token is not None
     assert settings.token.get_secret_value() == "ib_mcp_" + "f" * 48
     assert (settings.allow_trigger, settings.trigger_per_minute, settings.timeout) == (False, 2, 2.5)
     assert settings.audit_log == tmp_path / "a.jsonl"
@@ -389,7 +390,7 @@ def test_settings_built_directly_take_only_their_arguments(monkeypatch: pytest.M
 
     assert (settings.timeout, settings.token, settings.port) == (30.0, None, 8000)
     assert Settings(
-        infrabox_url="https://ib", audit_log=Path("/a"), token=TOKEN
+        infrabox_url="https://ib", audit_log=Path("/a"), infrabox_mcp_token=SecretStr(TOKEN)
     ).token_fingerprint == fingerprint(TOKEN)
 
 
@@ -421,7 +422,8 @@ def test_help_shows_each_flag_with_its_variable_and_default(
     for field, variable, flag, _, _ in SETTINGS:
         line = lines[flag]
         assert line.endswith(f"[env: {variable}]"), line
-        assert Settings.model_fields[field].description in line
+        description = Settings.model_fields[field].description
+        assert description is not None and description in line
         default = Settings.model_fields[field].default
         if field == "infrabox_url":
             assert "(required)" in line
