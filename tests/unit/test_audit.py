@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,16 +14,11 @@ from mcp_ci_tools.audit import AuditLog, AuditRecord, AuditUnavailable, JsonlFil
 from tests.conftest import BrokenSink, FakeClock, ListSink
 
 
-def record(**overrides: object) -> AuditRecord:
-    values: dict[str, object] = {
-        "event": "result",
-        "tool": "abort_job",
-        "token": "sha256:0123456789ab",
-        "request_id": "r-1",
-        "decision": "allowed",
-    }
-    values.update(overrides)
-    return AuditRecord(**values)  # type: ignore[arg-type]
+def record(**overrides: Any) -> AuditRecord:
+    base = AuditRecord(
+        event="result", tool="abort_job", token="sha256:0123456789ab", request_id="r-1", decision="allowed"
+    )
+    return dataclasses.replace(base, **overrides)
 
 
 def test_a_record_is_one_json_line_with_timestamp_and_fingerprint() -> None:
@@ -87,3 +84,35 @@ def test_a_file_sink_in_an_unwritable_place_fails_loudly(tmp_path: Path) -> None
 
     with pytest.raises(AuditUnavailable):
         log.write(record(), durable=True)
+
+
+@pytest.mark.parametrize(
+    ("given", "audited"),
+    [
+        ("7d3f1c2b-4a5e-4f60-9b8a-1c2d3e4f5a6b", "7d3f1c2b-4a5e-4f60-9b8a-1c2d3e4f5a6b"),
+        ("../admin", "../admin"),  # ids are audited as the caller sent them, before they are validated
+        ("ib_mcp_" + "ab" * 24, "'[MASKED:infrabox-token]'"),
+        ("x" * 65, "a 65-character string starting 'xxxxxxxxxxxxxxxxxxxxxxxx'"),
+    ],
+)
+def test_ids_are_audited_as_given_unless_long_or_secret(given: str, audited: str) -> None:
+    sink = ListSink()
+
+    AuditLog(sink).write(record(project_id=given, build_id=given, job_id=given), durable=False)
+
+    [line] = sink.records
+    assert (line["project_id"], line["build_id"], line["job_id"]) == (audited, audited, audited)
+
+
+def test_a_record_that_cannot_be_written_after_a_decision_goes_to_the_error_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = AuditLog(BrokenSink())
+
+    log.write_or_log(record(outcome="success", job_id="ib_mcp_" + "cd" * 24), durable=True)
+
+    [logged] = [r for r in caplog.records if r.name == "mcp_ci_tools.audit"]
+    assert logged.levelname == "ERROR"
+    assert "No space left on device" in logged.getMessage()
+    assert '"outcome":"success"' in logged.getMessage()
+    assert "cdcdcd" not in logged.getMessage()
