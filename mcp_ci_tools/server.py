@@ -26,7 +26,7 @@ from mcp_ci_tools.inflight import InFlight
 from mcp_ci_tools.policy import Budget, ReadBudgets, TriggerPermission
 from mcp_ci_tools.publish import CompactToolList
 from mcp_ci_tools.state import State, open_state
-from mcp_ci_tools.tools import Caller, Deps, register_all
+from mcp_ci_tools.tools import ArgumentCheck, Caller, Deps, register_all
 
 if TYPE_CHECKING:
     import httpx
@@ -207,6 +207,7 @@ def build_server(
         new_request_id=new_request_id,
     )
     over_http = settings.token is None
+    arguments = ArgumentCheck(deps)
     server = MCPServer(
         "mcp-ci-tools",
         title="InfraBox CI tools",
@@ -214,6 +215,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=_shared_lifespan(client, state),
         middleware=[inflight or InFlight(), CompactToolList()],
+        extensions=[arguments],
         token_verifier=InfraBoxTokenVerifier() if over_http else None,
         # InfraBox issues the tokens; there is no OAuth flow and no audience to check.
         auth=AuthSettings(
@@ -224,5 +226,6 @@ def build_server(
         if over_http
         else None,
     )
-    register_all(server, deps)
+    for name, fn in register_all(server, deps).items():
+        arguments.learn(name, fn)
     return server

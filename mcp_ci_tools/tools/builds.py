@@ -5,13 +5,13 @@
 
 from typing import Annotated
 
-from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import BuildAborted, BuildRestarted, InfraBoxClient
 from mcp_ci_tools.tools._args import BuildId, ProjectId
 from mcp_ci_tools.tools._confirm import Confirmation, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._pipeline import run_trigger
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._triggers import Trigger, trigger_annotations
@@ -104,7 +104,7 @@ class AbortBuildResult(BaseModel):
     next_step: str
 
 
-def register_reads(server: MCPServer, deps: Deps) -> None:
+def register_reads(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name="list_builds",
         title="List InfraBox builds",
@@ -201,7 +201,7 @@ def register_reads(server: MCPServer, deps: Deps) -> None:
         )
 
 
-def register_triggers(server: MCPServer, deps: Deps) -> None:
+def register_triggers(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name=RESTART_BUILD.tool,
         title="Restart InfraBox build",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import anyio
-from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import InfraBoxError, Job
@@ -21,6 +20,7 @@ from mcp_ci_tools.tools._findings import (
     summarize,
     test_views,
 )
+from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
 from mcp_ci_tools.tools._views import (
     MAX_OUTPUT_BYTES,
@@ -54,7 +54,7 @@ class DiagnoseResult(BaseModel):
     left_out: list[str] = Field(description="what was not fetched or not shown, and why")
 
 
-def register(server: MCPServer, deps: Deps) -> None:
+def register(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name="diagnose_build",
         title="Diagnose InfraBox build (start here)",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -11,6 +10,7 @@ from mcp_ci_tools.audit import AuditRecord
 from mcp_ci_tools.domain.timestamps import rfc3339
 from mcp_ci_tools.policy import BudgetState, StateStoreUnavailable
 from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._views import BudgetOut
 
 __all__ = ["TriggerPermissionOut", "WhoamiResult", "register"]
@@ -40,7 +40,7 @@ class WhoamiResult(BaseModel):
     hint: str
 
 
-def register(server: MCPServer, deps: Deps) -> None:
+def register(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name="whoami",
         title="Show this server's InfraBox identity and budgets",

@@ -5,13 +5,13 @@
 
 from typing import Annotated
 
-from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import InfraBoxClient, JobAborted, JobRerun, JobRestarted
 from mcp_ci_tools.tools._args import JobId, ProjectId
 from mcp_ci_tools.tools._confirm import Confirmation, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._pipeline import run_trigger
 from mcp_ci_tools.tools._read import ReadCall, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._triggers import Trigger, trigger_annotations
@@ -113,7 +113,7 @@ def _restart_next_step(result_ids: list[str], count: int | None) -> str:
     )
 
 
-def register_reads(server: MCPServer, deps: Deps) -> None:
+def register_reads(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name="get_job",
         title="Get InfraBox job",
@@ -147,7 +147,7 @@ def register_reads(server: MCPServer, deps: Deps) -> None:
         )
 
 
-def register_triggers(server: MCPServer, deps: Deps) -> None:
+def register_triggers(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name=RESTART_JOB.tool,
         title="Restart InfraBox job and its downstream jobs",

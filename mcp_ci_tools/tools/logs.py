@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import anyio
-from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.domain import logtext
@@ -14,6 +13,7 @@ from mcp_ci_tools.policy import InvalidArgument
 from mcp_ci_tools.tools._args import JobId, ProjectId
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._findings import BoundedLog, TestView, bounded_log, test_views
+from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._read import ReadCall, gather, read_annotations, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, fit
 
@@ -70,7 +70,7 @@ class TestResults(BaseModel):
     note: str | None
 
 
-def register(server: MCPServer, deps: Deps) -> None:
+def register(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name="get_job_log",
         title="Get InfraBox job log (tail or grep)",

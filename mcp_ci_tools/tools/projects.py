@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._read import ReadCall, read_annotations, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, clip, fit
 
@@ -27,7 +27,7 @@ class ListProjectsResult(BaseModel):
     next_step: str
 
 
-def register(server: MCPServer, deps: Deps) -> None:
+def register(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name="list_projects",
         title="List InfraBox projects",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
@@ -13,6 +12,7 @@ from mcp_ci_tools.policy import BudgetExhausted
 from mcp_ci_tools.tools._args import BuildId, ProjectId
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._findings import ProblemJob, summarize
+from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
 from mcp_ci_tools.tools._views import BuildView, job_views, problem_first, state_counts
 
@@ -36,7 +36,7 @@ class WaitForBuildResult(BaseModel):
     note: str | None
 
 
-def register(server: MCPServer, deps: Deps) -> None:
+def register(server: ToolHost, deps: Deps) -> None:
     @server.tool(
         name="wait_for_build",
         title="Wait for InfraBox build to end",
