@@ -36,6 +36,8 @@ __all__ = [
     "InvalidId",
     "PolicyDenied",
     "ReadBudgets",
+    "StateContinuity",
+    "StateReset",
     "StateStoreUnavailable",
     "ToolsetDisabled",
     "TriggerNotAllowed",
@@ -124,6 +126,35 @@ class StateStoreUnavailable(PolicyDenied):
     """The shared state store did not answer, so nothing that depends on it may be sent (fail closed)."""
 
     reason = "state_unavailable"
+
+
+class StateReset(PolicyDenied):
+    """The shared state store lost its data recently; triggers wait one full budget window (fail closed)."""
+
+    reason = "state_reset"
+
+    def __init__(self, until: float) -> None:
+        super().__init__("the state store lost its data")
+        self.until = until
+
+
+class StateContinuity:
+    """Refuses what the budgets protect while the state store is recovering from a loss of its data.
+
+    For one full window after a reset nobody can know how many requests were sent in it, so none is sent.
+    """
+
+    def __init__(self, state: State, *, window_s: float) -> None:
+        self._state = state
+        self._window_s = window_s
+
+    async def check(self) -> None:
+        try:
+            until = await self._state.continuity(self._window_s)
+        except StateUnavailable as error:
+            raise StateStoreUnavailable(str(error)) from error
+        if until is not None:
+            raise StateReset(until)
 
 
 class TriggerPermission:

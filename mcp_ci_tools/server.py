@@ -23,7 +23,7 @@ from mcp_ci_tools.domain.timestamps import Clock, Sleep
 from mcp_ci_tools.domain.tokens import fingerprint, is_token, token_hash
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
 from mcp_ci_tools.inflight import InFlight
-from mcp_ci_tools.policy import Budget, ReadBudgets, TriggerPermission
+from mcp_ci_tools.policy import WINDOW_SECONDS, Budget, ReadBudgets, StateContinuity, TriggerPermission
 from mcp_ci_tools.publish import CompactToolList
 from mcp_ci_tools.state import State, open_state
 from mcp_ci_tools.tools import ArgumentCheck, Caller, Deps, register_all
@@ -116,6 +116,7 @@ def build_deps(
         trigger_budget=Budget(
             "trigger", settings.trigger_per_minute, storage=shared_storage, clock=clock, timeout=timeout
         ),
+        continuity=StateContinuity(state, window_s=WINDOW_SECONDS),
         read_budgets=ReadBudgets(
             read_budgets(shared_storage, timeout),
             # Triggers never fall back to a per-process budget; reads may, since they change nothing.

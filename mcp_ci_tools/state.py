@@ -5,12 +5,20 @@
   hit, atomic across replicas); other records are plain keys with a TTL. Keys hold token fingerprints,
   never tokens, under one prefix. Every call is bounded by a timeout and never retried by the client (a
   retried budget script may already have counted); a failure raises `StateUnavailable`.
+
+A store can lose its data (Redis restarted without persistence, a failover to an empty replica). Then
+every budget it kept is gone, and InfraBox could receive more trigger requests in a minute than it
+allows. `continuity()` notices: Redis holds an epoch key that never expires; a replica that has seen one
+epoch and then finds it gone or replaced knows the data was lost, and records in the store itself until
+when triggers must wait, so every replica (a freshly started one included) waits too. A store that is
+empty when no replica has seen it yet (a first start) cannot be told apart from a reset: it counts as new.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -55,6 +63,11 @@ class State(ABC):
 
     async def ready(self) -> bool:
         return True
+
+    async def continuity(self, window_s: float) -> float | None:
+        """If the store lost its data recently, until when (epoch seconds) to refuse what its budgets
+        protect; else None. Memory cannot lose its data without the process that holds it."""
+        return None
 
     @abstractmethod
     async def start(self) -> None:
@@ -110,7 +123,7 @@ class MemoryState(State):
 class RedisState(State):
     shared = True
 
-    def __init__(self, url: str, *, prefix: str, timeout: float) -> None:
+    def __init__(self, url: str, *, prefix: str, timeout: float, clock: Clock = time.time) -> None:
         from limits.aio.storage import RedisStorage
         from limits.aio.storage.redis.redispy import RedispyBridge
         from limits.storage import storage_from_string
@@ -121,6 +134,8 @@ class RedisState(State):
         self.url = url
         self._prefix = prefix
         self._timeout = timeout
+        self._clock = clock
+        self._epoch: str | None = None  # the store's epoch as this replica last saw it
         options: dict[str, Any] = {
             "implementation": "redispy",
             "key_prefix": prefix + "budget",
@@ -175,6 +190,43 @@ class RedisState(State):
     async def delete(self, key: str) -> None:
         await self._call(lambda: self._redis.delete(self._key(key)))
 
+    async def continuity(self, window_s: float) -> float | None:
+        epoch_key, until_key = self._key(_EPOCH), self._key(_RESET_UNTIL)
+        epoch, until = (
+            _text(value) for value in await self._call(lambda: self._redis.mget(epoch_key, until_key))
+        )
+        if epoch is None or epoch != self._epoch:
+            lost = self._epoch is not None  # seen before, now gone or replaced: the data went with it
+            self._epoch = await self._claim_epoch()
+            if lost:
+                until = await self._record_reset(window_s)
+        if until is None:
+            return None
+        try:
+            refused_until = float(until)
+        except ValueError:  # not written by us: assume the worst, a reset just now
+            refused_until = self._clock() + window_s
+        return refused_until if refused_until > self._clock() else None
+
+    async def _claim_epoch(self) -> str | None:
+        key = self._key(_EPOCH)
+        await self._call(lambda: self._redis.set(key, uuid.uuid4().hex, nx=True))
+        return _text(await self._call(lambda: self._redis.get(key)))
+
+    async def _record_reset(self, window_s: float) -> str | None:
+        key = self._key(_RESET_UNTIL)
+        until = self._clock() + window_s
+        milliseconds = max(1, int(window_s * 1000))
+        # The first replica to notice sets it; the others read its value, so all wait until the same time.
+        await self._call(lambda: self._redis.set(key, repr(until), px=milliseconds, nx=True))
+        log.warning(
+            "state store %s lost its data (restarted empty or failed over): trigger calls are refused for %.0f s "
+            "so that no budget can be exceeded; enable persistence (see deploy/)",
+            mask(self.url),
+            window_s,
+        )
+        return _text(await self._call(lambda: self._redis.get(key)))
+
     async def ready(self) -> bool:
         try:
             return bool(await self._call(lambda: self._redis.ping()))
@@ -190,6 +242,7 @@ class RedisState(State):
             warmup = RateLimitItemPerMinute(1_000_000)
             await self._call(lambda: limiter.hit(warmup, "warmup", "replica"))  # loads the scripts
             await self._call(lambda: limiter.get_window_stats(warmup, "warmup", "replica"))
+            self._epoch = await self._claim_epoch()
             log.info("state store %s ready", mask(self.url))
         except StateUnavailable as error:
             log.warning(
@@ -210,4 +263,12 @@ def open_state(url: str | None, *, prefix: str, timeout: float, clock: Clock = t
     """The state store for `url` (None: in memory)."""
     if not url:
         return MemoryState(clock=clock)
-    return RedisState(url, prefix=prefix, timeout=timeout)
+    return RedisState(url, prefix=prefix, timeout=timeout, clock=clock)
+
+
+_EPOCH = "epoch"
+_RESET_UNTIL = "reset-until"
+
+
+def _text(value: object) -> str | None:
+    return value.decode() if isinstance(value, bytes) else None if value is None else str(value)

@@ -9,7 +9,7 @@ from mcp_ci_tools.audit import AuditLog
 from mcp_ci_tools.client import InfraBoxClient
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
-from mcp_ci_tools.policy import Budget, ReadBudgets, TriggerPermission
+from mcp_ci_tools.policy import Budget, ReadBudgets, StateContinuity, TriggerPermission
 
 __all__ = ["Caller", "Deps"]
 
@@ -28,6 +28,7 @@ class Deps:
     toolsets: frozenset[str]
     permission: TriggerPermission
     trigger_budget: Budget
+    continuity: StateContinuity
     read_budgets: ReadBudgets
     audit: AuditLog
     infrabox_url: str

@@ -31,6 +31,7 @@ from mcp_ci_tools.policy import (
     InvalidArgument,
     InvalidId,
     PolicyDenied,
+    StateReset,
     StateStoreUnavailable,
     ToolsetDisabled,
     TriggerNotAllowed,
@@ -162,6 +163,14 @@ def _message(error: Exception, t: Target) -> str:
             return (
                 f"The user did not confirm the {t.action} of {t.thing} ({error.outcome}), so nothing was sent. "
                 "Do not retry unless the user asks for it."
+            )
+        case StateReset():
+            return (
+                f"The shared state store (MCP_CI_STATE_URL) lost its data (it restarted empty or failed over), "
+                f"and with it the record of recent trigger requests, so the {t.action} of {t.thing} was not sent: "
+                "to be sure InfraBox's limit holds, trigger calls of every token are refused for one full window, "
+                f"until {rfc3339(error.until)}. Read tools still work. Retry after that; the operator should enable "
+                "Redis persistence (see deploy/)."
             )
         case StateStoreUnavailable():
             return (

@@ -162,10 +162,12 @@ async def _confirmed(call: _Call[Any]) -> None:
 
 
 async def _take_budget(call: _Call[Any]) -> None:
+    await call.deps.continuity.check()  # a budget the store lost cannot be trusted for a window
     call.budget = await call.deps.trigger_budget.take(call.fingerprint)
 
 
 async def _budget_has_room(call: _Call[Any]) -> None:
+    await call.deps.continuity.check()
     budget = call.deps.trigger_budget
     if not await budget.has_room(call.fingerprint):
         raise BudgetExhausted(budget.name, await budget.peek(call.fingerprint))

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditRecord
 from mcp_ci_tools.domain.timestamps import rfc3339
-from mcp_ci_tools.policy import BudgetState, StateStoreUnavailable
+from mcp_ci_tools.policy import BudgetState, StateReset, StateStoreUnavailable
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._views import BudgetOut
@@ -60,15 +60,24 @@ def register(server: ToolHost, deps: Deps) -> None:
     async def whoami() -> WhoamiResult:
         caller = deps.caller()
         permission = deps.permission
+        reset_until: float | None = None
         try:
             budget: BudgetState | None = await deps.trigger_budget.peek(caller.fingerprint)
             refused = await permission.refused_at(caller.fingerprint)
+            await deps.continuity.check()
+        except StateReset as reset:
+            reset_until = reset.until
         except StateStoreUnavailable:
             budget, refused = None, None
-        allowed = permission.declared and refused is None and budget is not None
+        allowed = permission.declared and refused is None and budget is not None and reset_until is None
         refused_at = None if refused is None else rfc3339(refused)
         if budget is None:
             hint = "The shared state store is not answering: trigger tools are refused until it does; reads work."
+        elif reset_until is not None:
+            hint = (
+                "The shared state store lost its data: trigger tools are refused for every token until "
+                f"{rfc3339(reset_until)}; reads work."
+            )
         elif not allowed:
             hint = "Trigger tools are refused for this token; read tools work."
         elif budget.remaining == 0:

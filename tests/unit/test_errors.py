@@ -41,6 +41,8 @@ def _instances(kind: type) -> list[Exception]:
         return [kind(learned=False), kind(learned=True), kind(learned=True, recheck_at=1_800_003_600.0)]
     if kind is policy.ToolsetDisabled:
         return [kind("trigger")]
+    if kind is policy.StateReset:
+        return [kind(1_800_000_060.0)]
     if kind is policy.StateStoreUnavailable:
         return [kind("trigger budget: TimeoutError")]
     if kind is policy.BudgetExhausted:
