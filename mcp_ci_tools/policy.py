@@ -2,7 +2,8 @@
 
 - `parse_id`: only a canonical UUID may ever reach a URL path.
 - `TriggerPermission`: the operator's declared `allow_trigger`, plus a refusal learned from InfraBox's 403.
-- `Budget`: at most N requests in any sliding 60 s window, per token fingerprint (a `limits` moving window).
+- `Budget`: at most N requests in any sliding 60 s window, per token fingerprint (a `limits` moving window);
+  a slot taken for a call that is then not sent can be given back (`refund`).
 
 Every refusal is a `PolicyDenied` whose `reason` is the audit code.
 """
@@ -14,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -31,6 +32,7 @@ __all__ = [
     "WINDOW_SECONDS",
     "Budget",
     "BudgetExhausted",
+    "BudgetHit",
     "BudgetState",
     "InvalidArgument",
     "InvalidId",
@@ -207,11 +209,54 @@ class BudgetState:
     seconds_until_next_slot: int
 
 
+@dataclass
+class BudgetHit:
+    """The slots one admitted `take_refundable` consumed, as `Budget.refund` needs them (given back once).
+
+    `not_before`: no entry of this take is stamped earlier, on the budget's clock (the one `limits` stamps
+    with); `taken_at`: `time.monotonic()` when the take returned.
+    """
+
+    key: str
+    cost: int
+    not_before: float
+    taken_at: float
+    refunded: bool = field(default=False, init=False)
+
+
+# How far below the measured start of a take its entries' stamps may lie: covers the float stamps' rounding.
+# A lower bound only costs precision (see `Budget.refund`), never correctness.
+_STAMP_SLACK_S = 0.001
+
+# Gives back ARGV[2] entries of a `limits` moving window (a list of float stamps, newest first): the oldest
+# ones stamped at or after ARGV[1]. Returns how many it removed (0 if fewer qualify: then it removes none).
+_REFUND_SCRIPT = """
+local not_before = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local stamps = {}
+for _, entry in ipairs(redis.call('lrange', KEYS[1], 0, -1)) do
+    local stamp = tonumber(entry)
+    if stamp and stamp >= not_before then
+        stamps[#stamps + 1] = entry
+    end
+end
+if #stamps < cost then
+    return 0
+end
+table.sort(stamps, function(a, b) return tonumber(a) < tonumber(b) end)
+for i = 1, cost do
+    redis.call('lrem', KEYS[1], -1, stamps[i])
+end
+return cost
+"""
+
+
 class Budget:
     """At most `limit` requests in any sliding window of `window_s` seconds (default 60), per key.
 
     `take` checks and consumes in one atomic step (never test-then-hit), so the limit holds under concurrency,
     across replicas too when the storage is Redis. A storage failure raises `StateStoreUnavailable`.
+    `refund` gives back what a `take_refundable` took, for a call that was then not sent.
     """
 
     def __init__(
@@ -270,11 +315,47 @@ class Budget:
 
     async def take(self, key: str, cost: int = 1) -> BudgetState:
         """Consume `cost` slots for `key` and return what is left, or raise `BudgetExhausted`."""
+        state, _ = await self.take_refundable(key, cost)
+        return state
+
+    async def take_refundable(self, key: str, cost: int = 1) -> tuple[BudgetState, BudgetHit]:
+        """`take`, plus what `refund` needs to give these slots back."""
+        wall, started = self._clock(), time.monotonic()
         admitted = await self.consume(key, cost)
+        wall_after, done = self._clock(), time.monotonic()
         state = await self.peek(key)
         if not admitted:
             raise BudgetExhausted(self.name, state)
-        return state
+        # `limits` stamped the entries between the two readings of the clock; if the wall clock stepped back
+        # meanwhile, still no earlier than the second reading minus the time that really passed.
+        not_before = min(wall, wall_after - (done - started)) - _STAMP_SLACK_S
+        return state, BudgetHit(key=key, cost=cost, not_before=not_before, taken_at=done)
+
+    async def refund(self, hit: BudgetHit) -> bool:
+        """Give back the slots `hit` took (the call was not sent); say whether they were given back.
+
+        `limits` keeps a window as anonymous timestamps, so this call's own entries cannot be named. The
+        refund removes, in one atomic step, the `cost` *oldest* entries stamped at or after `hit.not_before`.
+        This call's own entries are among those candidates (they are stamped no earlier, and still live), so
+        every entry removed is stamped no later than this call's: the window then holds as many entries as after
+        an exact refund, each expiring no earlier. It never frees more than was taken, and never lets a slot
+        come free earlier than an exact refund would, whatever other calls (on any replica) took meanwhile.
+
+        A hit is given back at most once. Refused (False, nothing freed) once half a window has passed since
+        the take, by the wall clock or the monotonic one: the entries must still be live on every replica's
+        clock (skew under half a window), or one could have been trimmed and a newer call's entry be taken for
+        it. False too if the entries are not all found, or on a storage without refund support.
+        """
+        if hit.refunded:  # the entries are anonymous: a second refund would free another call's slot
+            return False
+        half_window = self.window_s / 2
+        if time.monotonic() - hit.taken_at > half_window or self._clock() - hit.not_before > half_window:
+            log.warning("%s budget: a refund came too late; the slot stays spent", self.name)
+            return False
+        storage_key = self._item.key_for(self.name, hit.key)
+        storage = self._limiter.storage
+        hit.refunded = True  # before the await: two concurrent refunds of one hit must not both remove
+        return await self._guarded(lambda: _refund_entries(storage, storage_key, hit.not_before, hit.cost))
 
     async def consume(self, key: str, cost: int = 1) -> bool:
         """Consume `cost` slots for `key` if they are free (one atomic step); say whether they were."""
@@ -301,6 +382,37 @@ class Budget:
             window_seconds=self.window_s,
             seconds_until_next_slot=wait,
         )
+
+
+async def _refund_entries(storage: Storage, key: str, not_before: float, cost: int) -> bool:
+    """Remove the `cost` oldest moving-window entries of `key` stamped at or after `not_before`, atomically."""
+    from limits.aio.storage import MemoryStorage, RedisStorage
+    from limits.aio.storage.redis.redispy import RedispyBridge
+    from limits.errors import StorageError
+
+    if isinstance(storage, MemoryStorage):
+        async with storage.locks[key]:  # the lock `acquire_entry` holds; no await while the list changes
+            events = storage.events.get(key, [])  # newest first
+            found = sorted(
+                (i for i, e in enumerate(events) if e.atime >= not_before), key=lambda i: events[i].atime
+            )
+            if len(found) < cost:
+                return False
+            for index in sorted(found[:cost], reverse=True):
+                del events[index]
+            return True
+    if isinstance(storage, RedisStorage) and isinstance(storage.bridge, RedispyBridge):
+        from redis.exceptions import RedisError
+
+        bridge = storage.bridge
+        try:
+            script = bridge.get_connection().register_script(_REFUND_SCRIPT.encode())
+            removed = await script([bridge.prefixed_key(key)], [repr(not_before), cost])
+        except RedisError as error:
+            raise StorageError(error) from error
+        return int(removed) == cost
+    log.warning("budgets on %s cannot give slots back; the slot stays spent", type(storage).__name__)
+    return False
 
 
 class ReadBudgets:

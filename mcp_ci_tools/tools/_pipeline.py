@@ -6,7 +6,8 @@
 `TRIGGER_CHECKS` declares the order of everything before the send, once. `run_trigger` applies it and
 then sends; `would_send` previews it without changing anything, so the confirmation prompt asks only
 about calls the checks would let through. A refusal before the send is audited as `denied` and sends
-nothing. Once the request may have left, the `result` record is written whatever happens, cancellation
+nothing; when the refusal is that the `attempt` record could not be written, the budget slot the call took
+is given back. Once the request may have left, the `result` record is written whatever happens, cancellation
 and crashes included.
 """
 
@@ -24,7 +25,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Decision, Outcome
 from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, WriteAnswer
 from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate
-from mcp_ci_tools.policy import BudgetExhausted, BudgetState, PolicyDenied, ToolsetDisabled, parse_id
+from mcp_ci_tools.policy import (
+    BudgetExhausted,
+    BudgetHit,
+    BudgetState,
+    PolicyDenied,
+    StateStoreUnavailable,
+    ToolsetDisabled,
+    parse_id,
+)
 from mcp_ci_tools.tools._deps import Caller, Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 from mcp_ci_tools.tools._triggers import ConfirmOutcome, Trigger, TriggerDone
@@ -53,6 +62,7 @@ class _Call(Generic[AnswerT]):
     dedupe_key: str | None = None
     lineage: str | None = None
     budget: BudgetState | None = None
+    budget_hit: BudgetHit | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -163,7 +173,7 @@ async def _confirmed(call: _Call[Any]) -> None:
 
 async def _take_budget(call: _Call[Any]) -> None:
     await call.deps.continuity.check()  # a budget the store lost cannot be trusted for a window
-    call.budget = await call.deps.trigger_budget.take(call.fingerprint)
+    call.budget, call.budget_hit = await call.deps.trigger_budget.take_refundable(call.fingerprint)
 
 
 async def _budget_has_room(call: _Call[Any]) -> None:
@@ -250,7 +260,20 @@ async def _refuse(call: _Call[Any], refusal: PolicyDenied | AuditUnavailable) ->
         _audit_denied(call, refusal)
     else:
         log.error("audit log unavailable, refusing %s: %s", call.trigger.tool, refusal)
+        await _give_back_budget(call)
     raise to_tool_error(refusal, call.about()) from None
+
+
+async def _give_back_budget(call: _Call[Any]) -> None:
+    """The `attempt` record could not be written, so nothing was sent: the budget slot goes back."""
+    if call.budget_hit is None:
+        return
+    try:
+        await call.deps.trigger_budget.refund(call.budget_hit)
+    except StateStoreUnavailable:
+        log.warning(
+            "could not give back the trigger budget slot of %s: state store unavailable", call.fingerprint
+        )
 
 
 async def _replay(call: _Call[AnswerT], duplicate: Duplicate) -> TriggerDone[AnswerT]:

@@ -15,6 +15,7 @@ from mcp_ci_tools.policy import (
     TriggerPermission,
     parse_id,
 )
+from tests.budget_refunds import CASE_IDS, CASES, Case
 from tests.conftest import BUILD_ID, FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -126,3 +127,12 @@ async def test_peek_does_not_consume(clock: FakeClock) -> None:
 
     for _ in range(3):
         assert (await budget.peek("k")).remaining == 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+async def test_budget_refunds_in_memory(case: Case, clock: FakeClock) -> None:
+    from limits.aio.storage import MemoryStorage
+
+    storage = MemoryStorage()  # shared by every budget the case makes, as one process's budgets are
+
+    await case(lambda limit: Budget("trigger", limit, storage=storage, clock=clock), clock)
