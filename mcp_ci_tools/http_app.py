@@ -2,7 +2,8 @@
 
 Every MCP request must carry the caller's own InfraBox token (`Authorization: Bearer ib_mcp_...`); the SDK's
 auth middleware answers 401 otherwise, before any MCP handling, and binds each session to the token that
-opened it. Host and Origin are always checked against an explicit allow-list.
+opened it. Host and Origin are always checked against an explicit allow-list; browsers on an allowed
+origin get CORS (`cors.py`), preflights answered before the token check.
 """
 
 from __future__ import annotations
@@ -24,9 +25,18 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_ci_tools.config import Settings
+from mcp_ci_tools.cors import Cors, OriginAllowList
 from mcp_ci_tools.inflight import InFlight
 
-__all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "Gate", "build_http_app", "security_settings", "serve_http"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "LOOPBACK_ORIGINS",
+    "Gate",
+    "build_http_app",
+    "security_settings",
+    "serve_http",
+    "with_cors",
+]
 
 log = logging.getLogger("mcp_ci_tools.http")
 
@@ -125,6 +135,11 @@ def build_http_app(
     return app
 
 
+def with_cors(app: ASGIApp, settings: Settings) -> Cors:
+    """`app` behind CORS for the origins the transport security allows (outermost: every answer gets it)."""
+    return Cors(app, origins=OriginAllowList(security_settings(settings).allowed_origins or ()))
+
+
 class _DrainingServer(uvicorn.Server):
     """uvicorn, but SIGTERM first drains: stop accepting, let in-flight calls finish, then shut down.
 
@@ -171,7 +186,7 @@ def serve_http(app: Starlette, settings: Settings, *, inflight: InFlight) -> Non
     """Serve `app` with uvicorn until SIGTERM/SIGINT, draining first (blocking)."""
     gate = Gate(app, max_streams=settings.max_sessions)
     config = uvicorn.Config(
-        gate,
+        with_cors(gate, settings),
         host=settings.host,
         port=settings.port,
         log_config=None,
