@@ -92,8 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["sandbox"]:
         from mcp_ci_tools.sandbox.__main__ import main as sandbox_main
 
-        sandbox_main(args[1:])
-        return 0
+        return sandbox_main(args[1:])
     if args[:1] == ["demo"]:
         from mcp_ci_tools.demo import main as demo_main
 

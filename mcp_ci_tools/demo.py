@@ -9,8 +9,10 @@ outcome; the exit status is non-zero if any step misbehaves, so the demo doubles
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -288,24 +290,48 @@ def _first(group: BaseExceptionGroup) -> BaseException:
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    if argv:
-        print("usage: mcp-ci-tools demo", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="mcp-ci-tools-demo-") as workdir:
+    parser = argparse.ArgumentParser(
+        prog="mcp-ci-tools demo",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work directory (audit log, server log, sandbox database) and print where it is; "
+        "without it, it is removed at the end",
+    )
+    try:
+        keep = parser.parse_args(argv or []).keep
+    except SystemExit as stop:  # --help is 0, a bad argument 2
+        return int(stop.code or 0)
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-ci-tools-demo-"))
+    try:
+        status = _play(out, workdir)
+    finally:
+        if keep:
+            print(f"\nKept {workdir}: audit.jsonl, server.log, sandbox.sqlite3.", file=out)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"\nRemoved the work directory {workdir} (its audit log too; `--keep` keeps it).", file=out)
+    return status
+
+
+def _play(out: TextIO, workdir: Path) -> int:
+    try:
         try:
-            try:
-                with open(Path(workdir) / "server.log", "w") as errlog:
-                    anyio.run(_run, out, Path(workdir), errlog)
-            except BaseExceptionGroup as group:
-                failures = group.subgroup(StepFailed)
-                if failures is None:
-                    raise
-                raise _first(failures) from None
-        except StepFailed as failure:
-            print(f"\nDEMO FAILED: {failure}", file=out)
-            server_log = Path(workdir) / "server.log"
-            if server_log.exists():
-                print(server_log.read_text()[-3000:], file=sys.stderr)
-            return 1
+            with open(workdir / "server.log", "w") as errlog:
+                anyio.run(_run, out, workdir, errlog)
+        except BaseExceptionGroup as group:
+            failures = group.subgroup(StepFailed)
+            if failures is None:
+                raise
+            raise _first(failures) from None
+    except StepFailed as failure:
+        print(f"\nDEMO FAILED: {failure}", file=out)
+        server_log = workdir / "server.log"
+        if server_log.exists():
+            print(server_log.read_text()[-3000:], file=sys.stderr)
+        return 1
     print("\nDemo finished: every step behaved as expected.", file=out)
     return 0

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -27,7 +28,7 @@ from mcp_ci_tools.sandbox import auth, db, routes
 from mcp_ci_tools.sandbox.scheduler import Scheduler
 from mcp_ci_tools.sandbox.seed import populate
 
-__all__ = ["DEFAULT_DB_PATH", "SandboxHandle", "create_app", "serve", "start_in_thread"]
+__all__ = ["DEFAULT_DB_PATH", "SandboxHandle", "bind", "create_app", "serve", "start_in_thread"]
 
 DEFAULT_DB_PATH = os.path.join(tempfile.gettempdir(), "mcp-ci-tools-sandbox.sqlite3")
 
@@ -92,10 +93,13 @@ def serve(
     port: int = 8123,
     db_path: str | os.PathLike[str] = DEFAULT_DB_PATH,
     job_duration_s: float = 2.0,
+    *,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Run the sandbox until interrupted (blocking). Logs go to stderr; no access log."""
+    """Run the sandbox until interrupted (blocking), on `sock` if given (bound by the caller, so it can
+    say which port a `port=0` got). Logs go to stderr; no access log."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(db_path, job_duration_s=job_duration_s),
         host=host,
         port=port,
@@ -103,6 +107,21 @@ def serve(
         access_log=False,
         ws="none",
     )
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on `host:port` (0: a free port), or `OSError` (e.g. the port is in use)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 @dataclass

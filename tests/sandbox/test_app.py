@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import socket
 import uuid
 from dataclasses import fields
 from pathlib import Path
@@ -121,14 +122,52 @@ def test_the_module_entry_point_lists_the_tokens_on_stderr_only(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     served: list[dict[str, object]] = []
-    monkeypatch.setattr(sandbox_main, "serve", lambda **kwargs: served.append(kwargs))
 
-    sandbox_main.main(["--port", "9001", "--db", "demo.sqlite3", "--job-duration", "0.5"])
+    def serve(**kwargs: object) -> None:
+        sock = kwargs.pop("sock")
+        assert isinstance(sock, socket.socket)
+        served.append({**kwargs, "listening_on": sock.getsockname()[1]})
+
+    monkeypatch.setattr(sandbox_main, "serve", serve)
+
+    status = sandbox_main.main(["--port", "0", "--db", "demo.sqlite3", "--job-duration", "0.5"])
 
     out, err = capsys.readouterr()
-    assert out == ""
+    port = served[0]["listening_on"]
+    assert status == 0 and out == ""
+    assert isinstance(port, int) and port > 0
+    assert served == [
+        {
+            "host": "127.0.0.1",
+            "port": port,
+            "db_path": "demo.sqlite3",
+            "job_duration_s": 0.5,
+            "listening_on": port,
+        }
+    ]
     assert all(token.token in err for token in SANDBOX_TOKENS.values())
-    assert served == [{"host": "127.0.0.1", "port": 9001, "db_path": "demo.sqlite3", "job_duration_s": 0.5}]
+    assert f"InfraBox sandbox: http://127.0.0.1:{port} " in err  # the port it got, not 0
+    stdio_line, http_line = (
+        line for line in err.splitlines() if line.startswith(f"  INFRABOX_URL=http://127.0.0.1:{port}")
+    )
+    assert f"INFRABOX_MCP_TOKEN={SANDBOX_TOKENS['trigger'].token}" in stdio_line
+    assert "INFRABOX_MCP_TOKEN" not in http_line and "--transport http" in http_line
+    assert "Authorization: Bearer" in err
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sandbox_main, "serve", lambda **kwargs: pytest.fail("served on a port in use"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+
+        status = sandbox_main.main(["--port", str(taken.getsockname()[1])])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "cannot listen on 127.0.0.1:" in err and "in use" in err
 
 
 @pytest.mark.parametrize("module", sorted(SANDBOX_DIR.glob("*.py")), ids=lambda path: path.name)
