@@ -3,7 +3,8 @@
 mcp-ci-tools [flags]            MCP over stdio against INFRABOX_URL
 mcp-ci-tools --sandbox [flags]  MCP over stdio against a sandbox started in this process
 mcp-ci-tools sandbox [...]      serve the InfraBox sandbox on loopback
-mcp-ci-tools demo               play a scripted agent session against the sandbox
+mcp-ci-tools demo [--keep]      play a scripted agent session against the sandbox
+mcp-ci-tools --version          print the version
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import FrameType
 
 from mcp_ci_tools.config import ConfigError, Settings, load_settings
 
@@ -32,22 +36,56 @@ def _configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _embedded_sandbox(environ: dict[str, str]) -> dict[str, str]:
-    """Start a fresh sandbox on a free loopback port; return the environment that points at it."""
-    from mcp_ci_tools.sandbox import SANDBOX_TOKENS, start_in_thread
+class _EmbeddedSandbox:
+    """A fresh sandbox on a free loopback port, in a temporary directory removed by `close()`."""
 
-    state = tempfile.mkdtemp(prefix="mcp-ci-tools-sandbox-")
-    handle = start_in_thread(os.path.join(state, "sandbox.sqlite3"), job_duration_s=2.0)
-    log.info("sandbox InfraBox at %s (data in %s)", handle.url, state)
-    for token in SANDBOX_TOKENS.values():
-        log.info("sandbox token %-15s %s  %s", token.role, token.token, token.description)
-    return {
-        **environ,
-        "INFRABOX_URL": handle.url,
-        "INFRABOX_MCP_TOKEN": SANDBOX_TOKENS["trigger"].token,
-        "MCP_CI_ALLOW_TRIGGER": "true",
-        "MCP_CI_AUDIT_LOG": environ.get("MCP_CI_AUDIT_LOG") or os.path.join(state, "audit.jsonl"),
-    }
+    def __init__(self) -> None:
+        from mcp_ci_tools.sandbox import start_in_thread
+
+        self.directory = tempfile.mkdtemp(prefix="mcp-ci-tools-sandbox-")
+        try:
+            self._handle = start_in_thread(
+                os.path.join(self.directory, "sandbox.sqlite3"), job_duration_s=2.0
+            )
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+
+    def environment(self, environ: dict[str, str], *, http: bool) -> dict[str, str]:
+        """`environ` pointed at the sandbox; over stdio with its trigger token, over HTTP with none (callers
+        send theirs)."""
+        from mcp_ci_tools.sandbox import SANDBOX_TOKENS
+
+        log.info("sandbox InfraBox at %s (data in %s, removed at exit)", self._handle.url, self.directory)
+        for token in SANDBOX_TOKENS.values():
+            log.info("sandbox token %-15s %s  %s", token.role, token.token, token.description)
+        pointed = {
+            **environ,
+            "INFRABOX_URL": self._handle.url,
+            "MCP_CI_ALLOW_TRIGGER": "true",
+            "MCP_CI_AUDIT_LOG": environ.get("MCP_CI_AUDIT_LOG")
+            or os.path.join(self.directory, "audit.jsonl"),
+        }
+        if http:
+            pointed.pop("INFRABOX_MCP_TOKEN", None)
+            log.info("HTTP callers send one of these tokens as 'Authorization: Bearer <token>'")
+        else:
+            pointed["INFRABOX_MCP_TOKEN"] = SANDBOX_TOKENS["trigger"].token
+        return pointed
+
+    def close(self) -> None:
+        self._handle.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _transport_asked(args: Sequence[str], environ: Mapping[str, str]) -> str:
+    """The transport the flags or the environment ask for (validated later, by load_settings)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--transport")
+    known, _ = parser.parse_known_args(list(args))
+    return str(known.transport or environ.get("MCP_CI_TRANSPORT") or "stdio").strip()
 
 
 def _serve_http(settings: Settings) -> int:
@@ -89,6 +127,11 @@ def _start_up_done() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["--version"], ["-V"]):
+        from mcp_ci_tools import __version__
+
+        print(f"mcp-ci-tools {__version__}")
+        return 0
     if args[:1] == ["sandbox"]:
         from mcp_ci_tools.sandbox.__main__ import main as sandbox_main
 
@@ -106,10 +149,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: list[str]) -> int:
     environ = dict(os.environ)
-    if "--sandbox" in args:
-        args.remove("--sandbox")
-        _configure_logging()
-        environ = _embedded_sandbox(environ)
+    if "--sandbox" not in args:
+        return _serve_with(args, environ)
+    args.remove("--sandbox")
+    if "-h" in args or "--help" in args:
+        return _serve_with(args, environ)  # help only: no sandbox to start (or to leave behind)
+    _configure_logging()
+    sandbox = _EmbeddedSandbox()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally below runs (stdio)
+    try:
+        return _serve_with(
+            args, sandbox.environment(environ, http=_transport_asked(args, environ) != "stdio")
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sandbox.close()
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _serve_with(args: list[str], environ: dict[str, str]) -> int:
     try:
         settings = load_settings(args, environ)
     except ConfigError as error:

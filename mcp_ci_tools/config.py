@@ -9,10 +9,11 @@ into one stderr line and exit 2.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, get_args
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -44,6 +45,15 @@ __all__ = [
 Transport = Literal["stdio", "sse", "streamable-http", "http"]
 TOOLSETS = ("read", "trigger")
 TRIGGER_TOOLS = ("restart_build", "abort_build", "restart_job", "rerun_job", "abort_job")
+
+
+_HOSTNAME = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+_HOST_NAME = rf"(?:{_HOSTNAME}|\[[0-9A-Fa-f:.]+\])"  # a DNS name or IPv4 address, or [IPv6]
+_PORT = r"(?::(?:[0-9]{1,5}|\*))?"
+_HOST = re.compile(_HOST_NAME + _PORT)
+_ORIGIN = re.compile(r"https?://" + _HOST_NAME + _PORT)
 
 
 class ConfigError(Exception):
@@ -180,12 +190,52 @@ class Settings(BaseSettings):
     @field_validator("infrabox_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
+        text = value.strip()
+        if any(character.isspace() for character in text):
+            raise ValueError("must not contain spaces")
+        parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://infrabox.example.com")
+            raise ValueError("must be an absolute http(s) URL such as https://infrabox.example.com")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must not carry credentials, a query or a fragment")
-        return value.strip().rstrip("/")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        path = parts.path.rstrip("/")
+        for api in ("/api/v1/mcp", "/api/v1"):
+            if path.lower().endswith(api):
+                root = urlunsplit((parts.scheme, parts.netloc, path[: -len(api)], "", ""))
+                raise ValueError(
+                    f"is InfraBox's API path, not its root: use {root} (the server calls {root}/api/v1/mcp/...)"
+                )
+        return text.rstrip("/")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise PydanticCustomError(
+                    "origin",
+                    "{got} is not a browser origin: write scheme://host[:port] (or scheme://host:* for any "
+                    "port), with no path and no trailing slash, e.g. https://chat.example.com",
+                    {"got": repr(origin[:80])},
+                )
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if not _HOST.fullmatch(host):
+                raise PydanticCustomError(
+                    "host",
+                    "{got} is not a Host header value: write name, name:port or name:* (no scheme, no path), "
+                    "e.g. ci-tools.example.com",
+                    {"got": repr(host[:80])},
+                )
+        return value
 
     @field_validator("token")
     @classmethod
@@ -265,6 +315,19 @@ class _Environment(EnvSettingsSource):
         return parse_env_vars({name: value for name, value in given.items() if value}, self.case_sensitive)
 
 
+_EPILOG = """\
+more:
+  --sandbox             serve against a fresh sandbox InfraBox started in this
+                        process (its URL and tokens are logged on stderr)
+  -V, --version         print the version and exit
+  MCP_CI_LOG_LEVEL      stderr log level: DEBUG, INFO (default), WARNING, ERROR
+
+commands:
+  mcp-ci-tools sandbox  serve the InfraBox sandbox on its own (--help for its flags)
+  mcp-ci-tools demo     play a scripted agent session against the sandbox (--help)
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     """The root parser pydantic-settings fills in; problems raise ConfigError instead of exiting."""
 
@@ -272,6 +335,8 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(
             prog=Settings.model_config.get("cli_prog_name"),
             description="MCP server for InfraBox builds and jobs. Every flag has an environment variable.",
+            epilog=_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         self.defaults = defaults
         self.flag_of: dict[str, str] = {}
@@ -314,6 +379,11 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     flag = {name_of[key]: name for key, name in parser.flag_of.items()}
 
     transport = values.get("transport", Settings.model_fields["transport"].default)
+    if transport not in get_args(Transport):
+        raise ConfigError(
+            variable["transport"],
+            f"unknown transport {mask(str(transport))[:40]!r}; choose from {', '.join(get_args(Transport))}",
+        )
     required = [name for name, field in Settings.model_fields.items() if field.is_required()]
     for name in [*required, "token"] if transport == "stdio" else required:
         if name not in values:
