@@ -166,6 +166,13 @@ class Settings(BaseSettings):
         30.0, ge=0, description="seconds an identical trigger call is not sent again; 0 turns the guard off"
     )
     confirm: _Items = Field((), description="trigger tools that ask the user first (elicitation)")
+    max_wait: int = Field(
+        55,
+        ge=1,
+        le=1800,
+        description="seconds wait_for_build waits at most in one call; raise it only for clients that allow "
+        "calls that long (many cut a call at about 60 s)",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -143,6 +143,7 @@ def build_deps(
         ),
         dedupe=Dedupe(state, window_s=settings.dedupe_seconds, in_flight_ttl_s=600, clock=clock),
         confirm_tools=frozenset(settings.confirm),
+        max_wait_s=settings.max_wait,
     )
 
 

@@ -40,3 +40,4 @@ class Deps:
     restart_guard: RestartGuard
     dedupe: Dedupe
     confirm_tools: frozenset[str]
+    max_wait_s: int  # wait_for_build's longest wait (MCP_CI_MAX_WAIT)

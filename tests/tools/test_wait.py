@@ -11,6 +11,7 @@ import pytest
 from mcp import Client
 
 from mcp_ci_tools.server import build_server
+from mcp_ci_tools.domain.timestamps import rfc3339
 from tests.conftest import BUILD_ID, PROJECT_ID, FakeClock, ListSink, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -89,35 +90,86 @@ async def test_polling_is_paced_to_the_read_budget(tmp_path, clock, infrabox):
     infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build("running"))
     infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(200, json=jobs("running"))
     sleeps: list[float] = []
-    async with Client(server(tmp_path, clock, sleeps, read_per_minute=6)) as client:
+    async with Client(server(tmp_path, clock, sleeps, read_per_minute=6, max_wait=300)) as client:
         content = (await client.call_tool("wait_for_build", {**ARGS, "timeout_s": 300})).structured_content
 
     assert content["timed_out"] is True and content["note"] is None
     assert min(sleeps) >= 20.0, "at most half of a 6-per-minute bucket goes to polling"
 
 
-async def test_on_timeout_it_returns_normally_with_the_state_so_far(tmp_path, clock, infrabox):
-    infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build("running"))
+async def test_by_default_it_waits_45_s_and_returns_the_state_so_far_with_a_next_step(
+    tmp_path, clock, infrabox
+):
+    running = {**build("running"), "created_at": rfc3339(clock() - 300)}
+    infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=running)
     infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(200, json=jobs("finished", "running", "queued"))
     sleeps: list[float] = []
     async with Client(server(tmp_path, clock, sleeps)) as client:
-        result = await client.call_tool("wait_for_build", {**ARGS, "timeout_s": 60})
+        result = await client.call_tool("wait_for_build", ARGS)
 
     content = result.structured_content
     assert result.is_error is False
     assert (content["ended"], content["timed_out"]) == (False, True)
-    assert content["waited_s"] == 60.0
-    assert sum(sleeps) == 60.0 and max(sleeps) <= 15.0
+    assert content["waited_s"] == 45.0
+    assert sum(sleeps) == 45.0 and max(sleeps) <= 15.0
     assert content["state_counts"] == {"finished": 1, "queued": 1, "running": 1}
+    assert content["running_s"] == 345.0  # created 300 s before the call, which waited 45 s
+    assert content["failed_jobs"] == [] and content["summary"] is None
+    assert content["next_step"].startswith(
+        "The build is still running (1 of 3 jobs ended). Call wait_for_build"
+    )
+    assert "up to 55 s a call" in content["next_step"]
+    assert content["note"] is None
 
 
-async def test_the_timeout_is_clamped_and_says_so(tmp_path, clock, infrabox):
-    infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build("finished"))
-    infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(200, json=jobs("finished"))
+@pytest.mark.parametrize(
+    ("asked", "max_wait", "applied", "says"),
+    [
+        (99_999, 55, 55, "timeout_s 99999 was clamped to 55 (the server's limit, MCP_CI_MAX_WAIT)."),
+        (600, 1800, 600, None),  # an operator whose clients allow long calls raised the limit
+        (0, 55, 1, "timeout_s 0 was clamped to 1."),
+    ],
+)
+async def test_the_timeout_is_clamped_to_the_operators_limit_and_says_so(
+    tmp_path, clock, infrabox, asked, max_wait, applied, says
+):
+    infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build("running"))
+    infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(200, json=jobs("running"))
+    async with Client(server(tmp_path, clock, [], max_wait=max_wait, read_per_minute=1000)) as client:
+        content = (await client.call_tool("wait_for_build", {**ARGS, "timeout_s": asked})).structured_content
+
+    assert content["waited_s"] == applied
+    assert content["note"] == says
+
+
+async def test_a_red_build_lists_each_failed_job_with_its_id_and_actions(tmp_path, clock, infrabox):
+    infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build("failure"))
+    infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(
+        200,
+        json=[
+            {**job, "dependencies": [], "type": "run_project_container", "restarted": False}
+            for job in jobs("finished", "failure", "error")
+        ],
+    )
     async with Client(server(tmp_path, clock, [])) as client:
-        content = (await client.call_tool("wait_for_build", {**ARGS, "timeout_s": 99_999})).structured_content
+        content = (await client.call_tool("wait_for_build", ARGS)).structured_content
 
-    assert "clamped to 1800" in content["note"]
+    failed = content["failed_jobs"]
+    assert [(j["id"], j["name"], j["state"]) for j in failed] == [
+        ("aaaaaaaa-0000-4000-8000-000000000001", "test", "failure"),
+        ("aaaaaaaa-0000-4000-8000-000000000002", "deploy", "error"),
+    ]
+    assert [j["actions"]["rerun"] for j in failed] == ["yes", "yes"]
+    assert "rerun_job" in content["next_step"] and "failed_jobs" in content["next_step"]
+
+
+async def test_a_green_build_has_no_next_step(tmp_path, clock, infrabox):
+    infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build("finished"))
+    infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(200, json=jobs("finished", "finished"))
+    async with Client(server(tmp_path, clock, [])) as client:
+        content = (await client.call_tool("wait_for_build", ARGS)).structured_content
+
+    assert (content["ended"], content["failed_jobs"], content["next_step"]) == (True, [], None)
 
 
 async def test_it_stops_when_the_read_budget_runs_out(tmp_path, clock, infrabox):
@@ -126,7 +178,7 @@ async def test_it_stops_when_the_read_budget_runs_out(tmp_path, clock, infrabox)
     async with Client(server(tmp_path, clock, [], read_per_minute=3)) as client:
         for _ in range(2):
             await client.call_tool("get_build", ARGS)  # other reads of the agent's
-        content = (await client.call_tool("wait_for_build", {**ARGS, "timeout_s": 1800})).structured_content
+        content = (await client.call_tool("wait_for_build", {**ARGS, "timeout_s": 55})).structured_content
 
     assert builds.call_count == 3
     assert content["polls"] == 1

@@ -249,6 +249,7 @@ SETTINGS = [
     ("restart_window", "MCP_CI_RESTART_WINDOW", "--restart-window", "60", 60),
     ("dedupe_seconds", "MCP_CI_DEDUPE_SECONDS", "--dedupe-seconds", "0", 0.0),
     ("confirm", "MCP_CI_CONFIRM", "--confirm", "abort_job,rerun_job", ("abort_job", "rerun_job")),
+    ("max_wait", "MCP_CI_MAX_WAIT", "--max-wait", "600", 600),
 ]
 # Over HTTP no token is needed, so every row but the token's can be set alone.
 HTTP_ENV = {"INFRABOX_URL": "https://infrabox.example.com", "MCP_CI_TRANSPORT": "http", "HOME": "/home/agent"}
@@ -404,7 +405,7 @@ def _help(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -
     assert exited.value.code == 0
     assert err == ""
     entries: dict[str, str] = {}
-    for line in out.split("\noptions:\n")[1].splitlines():
+    for line in out.split("\noptions:\n")[1].split("\nmore:\n")[0].splitlines():
         if line.startswith("  -"):
             flag = line.split()[0].rstrip(",")
             entries[flag] = line.strip()
@@ -432,3 +433,21 @@ def test_help_shows_each_flag_with_its_variable_and_default(
         elif default is not None:
             assert f"(default: {default})" in line, line
     assert "--allow-trigger, --no-allow-trigger" in lines["--allow-trigger"]
+
+
+def test_help_also_names_the_sandbox_the_version_the_log_level_and_the_commands(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        load_settings(["--help"], {"HOME": "/home/agent"})
+    more = capsys.readouterr().out.split("\nmore:\n")[1]
+
+    for entry in (
+        "--sandbox",
+        "-V, --version",
+        "MCP_CI_LOG_LEVEL",
+        "mcp-ci-tools sandbox",
+        "mcp-ci-tools demo",
+    ):
+        assert f"\n  {entry} " in "\n" + more, entry
