@@ -10,8 +10,8 @@ import httpx
 import pytest
 from mcp import Client
 
-from mcp_ci_tools.server import build_server
 from mcp_ci_tools.domain.timestamps import rfc3339
+from mcp_ci_tools.server import build_server
 from tests.conftest import BUILD_ID, PROJECT_ID, FakeClock, ListSink, make_settings
 
 pytestmark = pytest.mark.anyio
