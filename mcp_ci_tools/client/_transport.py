@@ -67,7 +67,6 @@ ONE_OBJECT_BYTES = 1 * MiB  # one project, build or job, and every write's answe
 LIST_BYTES = 16 * MiB
 LOG_BYTES = 64 * MiB  # a whole console log; get_job_log shows a tail or grep of it
 ERROR_BYTES = 64 * 1024  # a non-2xx answer: only its message is read, the rest is ignored
-_CHUNK = 64 * 1024
 _CLOSE_SECONDS = 1.0
 _ASCII_SECONDS = re.compile(r"[0-9]+")
 
@@ -213,7 +212,7 @@ async def _read_answer(
                 preread = response.is_stream_consumed
                 decoder = _Decoder("" if preread else response.headers.get("content-encoding", ""))
                 size = 0
-                async for raw in _preread(response) if preread else response.aiter_raw(_CHUNK):
+                async for raw in _preread(response) if preread else response.aiter_raw():
                     piece = decoder.decode(raw, limit - size)
                     size += len(piece)
                     if size > limit:
