@@ -70,15 +70,17 @@ AnswerFactory = Callable[[httpx.Request], Answer]
 class HostileInfraBox(httpx.AsyncBaseTransport):
     """Serves `answer(request)` for every request; `requests` and `answers` record what happened."""
 
-    def __init__(self, answer: AnswerFactory | Answer) -> None:
+    def __init__(self, answer: AnswerFactory | Answer, *, record: bool = True) -> None:
         self._answer = answer if callable(answer) else (lambda request: answer)
+        self._record = record  # off for memory tests: the records would hold every body served
         self.requests: list[httpx.Request] = []
         self.answers: list[Answer] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
         answer = self._answer(request)
-        self.answers.append(answer)
+        if self._record:
+            self.requests.append(request)
+            self.answers.append(answer)
         if answer.before_s:
             await anyio.sleep(answer.before_s)
         stream = answer.stream or body(b"").stream
