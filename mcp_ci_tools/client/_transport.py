@@ -252,43 +252,41 @@ class _Undecodable(Exception):
 
 
 class _Decoder:
-    """Undoes a Content-Encoding (identity, gzip, deflate, in the order applied), producing at most the
-    room left (plus one byte, to tell "exactly at the cap" from "past it") however much a chunk inflates."""
+    """Undoes a Content-Encoding (identity, or one gzip or deflate layer), producing at most the room left
+    (plus one byte, to tell "exactly at the cap" from "past it") however much a chunk inflates."""
 
     def __init__(self, content_encoding: str) -> None:
         names = [name.strip().lower() for name in content_encoding.split(",") if name.strip()]
-        self._stages: list[Any] = []
-        for name in reversed(names):
-            if name in ("gzip", "x-gzip"):
-                self._stages.append(zlib.decompressobj(zlib.MAX_WBITS | 16))
-            elif name == "deflate":
-                self._stages.append(_Deflate())
-            elif name != "identity":
-                raise _Undecodable(
-                    f"sent the answer in an encoding this client does not read ({name[:40]!r})"
-                )
-        if len(self._stages) > 2:
-            raise _Undecodable("sent the answer compressed more than twice")
+        layers = [name for name in names if name != "identity"]
+        unknown = [name for name in layers if name not in ("gzip", "x-gzip", "deflate")]
+        if unknown:
+            raise _Undecodable(
+                f"sent the answer in an encoding this client does not read ({unknown[0][:40]!r})"
+            )
+        if len(layers) > 1:
+            raise _Undecodable("sent the answer compressed more than once")
+        self._inflate: Any = None
+        if layers:
+            self._inflate = _Deflate() if layers[0] == "deflate" else zlib.decompressobj(zlib.MAX_WBITS | 16)
 
     def decode(self, data: bytes, room: int) -> bytes:
+        if self._inflate is None:
+            return data
         try:
-            for stage in self._stages:
-                data = stage.decompress(data, max(room, 0) + 1)
+            out: bytes = self._inflate.decompress(data, max(room, 0) + 1)
         except zlib.error:
             raise _Undecodable("sent a compressed answer that does not decompress") from None
-        return data
+        return out
 
     def flush(self, room: int) -> bytes:
-        """What the stages still hold once the body has ended (nothing, unless a stage kept a tail)."""
-        data = b""
+        """What the decompressor still holds once the body has ended (usually nothing)."""
+        if self._inflate is None:
+            return b""
         try:
-            for stage in self._stages:
-                data = stage.decompress(data, max(room, 0) + 1) if data else b""
-                if len(data) <= room:
-                    data += stage.flush()
+            out: bytes = self._inflate.flush()
         except zlib.error:
             raise _Undecodable("sent a compressed answer that does not decompress") from None
-        return data
+        return out
 
 
 class _Deflate:

@@ -7,6 +7,7 @@ import gzip
 import json
 import time
 import uuid
+import zlib
 from typing import Any
 
 import pytest
@@ -141,9 +142,19 @@ async def test_a_gzip_bomb_is_stopped_at_the_cap_on_the_decoded_bytes() -> None:
     assert stream.served < 64 * 1024  # a few KiB on the wire stood for more than a MiB decoded
 
 
-async def test_a_gzip_answer_within_the_cap_is_decoded() -> None:
-    compressed = gzip.compress(json.dumps(BUILD).encode())
-    client, _ = client_for(HostileInfraBox(body(compressed, headers={"Content-Encoding": "gzip"})))
+def _raw_deflate(data: bytes) -> bytes:
+    compress = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compress.compress(data) + compress.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("deflate", _raw_deflate), ("identity", bytes)],
+    ids=["gzip", "deflate-zlib", "deflate-raw", "identity"],
+)
+async def test_a_compressed_answer_within_the_cap_is_decoded(encoding: str, compress: Any) -> None:
+    compressed = compress(json.dumps(BUILD).encode())
+    client, _ = client_for(HostileInfraBox(body(compressed, headers={"Content-Encoding": encoding})))
 
     build = await client.get_build(P, B, request_id="r")
 
@@ -155,7 +166,8 @@ async def test_a_gzip_answer_within_the_cap_is_decoded() -> None:
     [
         ("br", b"\x0b\x02\x80{}\x03", "an encoding this client does not read ('br')"),
         ("gzip", b"this is not gzip", "a compressed answer that does not decompress"),
-        ("gzip, gzip, gzip", b"{}", "compressed more than twice"),
+        ("gzip, gzip", b"{}", "compressed more than once"),
+        ("identity, deflate", b"\xff\xff\xff\xff", "a compressed answer that does not decompress"),
     ],
 )
 async def test_an_answer_that_cannot_be_decoded_is_a_clear_error(
