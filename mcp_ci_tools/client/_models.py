@@ -311,7 +311,10 @@ def _clean_text(value: object) -> str | None:
 
 
 def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A count as InfraBox sent it, or None when it is not one (a bool, negative, or absurdly large)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12:
+        return value
+    return None
 
 
 def _page(body: Any, shape: type[ItemT], request_id: str) -> Page[ItemT]:
@@ -342,7 +345,7 @@ def _job_log(body: Any, request_id: str) -> JobLog:
         return JobLog(text=body)
     if body is None:
         return JobLog(text="")
-    if isinstance(body, dict) and isinstance(body.get("log", ""), str):
+    if isinstance(body, dict) and isinstance(body.get("log") or "", str):
         return _one({**body, "text": body.get("log") or ""}, JobLog, request_id)
     raise UpstreamBroken("InfraBox sent a log in an unknown shape", request_id=request_id)
 

@@ -401,3 +401,34 @@ async def test_edge_dates_are_kept_as_bounded_text_for_the_tools_to_judge() -> N
     got = await client.get_job(P, J, request_id="r")
 
     assert got.start_date == "0001-01-01T00:00:00" and got.end_date is not None and len(got.end_date) == 64
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "total_bytes"),
+    [
+        ({"log": None, "total_bytes": None}, "", None),
+        ({"log": "a\n", "total_bytes": "many"}, "a\n", None),
+        (None, "", None),
+    ],
+)
+async def test_a_log_with_nulls_or_wrong_types_is_read_leniently(
+    value: Any, text: str, total_bytes: int | None
+) -> None:
+    client, _ = client_for(HostileInfraBox(json_body(value)))
+
+    log = await client.get_job_log(P, J, request_id="r")
+
+    assert (log.text, log.total_bytes) == (text, total_bytes)
+
+
+async def test_counts_that_are_negative_or_absurd_are_not_reported() -> None:
+    page_client, _ = client_for(HostileInfraBox(json_body({"items": [BUILD], "total": -5})))
+    write_client, _ = client_for(
+        HostileInfraBox(json_body({"build_id": "not-a-uuid", "restart_counter": 10**20}))
+    )
+
+    page = await page_client.list_builds(P, request_id="r")
+    answer = await write_client.restart_build(P, B, request_id="r")
+
+    assert (len(page.items), page.total) == (1, None)
+    assert (answer.new_build_id, answer.restart_counter, answer.answer_unread) == (None, None, None)
