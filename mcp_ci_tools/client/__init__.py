@@ -45,8 +45,13 @@ from mcp_ci_tools.client._models import (
     TestRun,
     WriteAnswer,
 )
+from mcp_ci_tools.client._transport import ERROR_BYTES, LIST_BYTES, LOG_BYTES, ONE_OBJECT_BYTES
 
 __all__ = [
+    "ERROR_BYTES",
+    "LIST_BYTES",
+    "LOG_BYTES",
+    "ONE_OBJECT_BYTES",
     "Build",
     "BuildAborted",
     "BuildRestarted",

@@ -46,7 +46,7 @@ from mcp_ci_tools.client._errors import (
 from mcp_ci_tools.client._models import _clean_text, _decode_json, _NotJson
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
 
-__all__: list[str] = []
+__all__ = ["ERROR_BYTES", "LIST_BYTES", "LOG_BYTES", "ONE_OBJECT_BYTES"]
 
 log = logging.getLogger("mcp_ci_tools.client")
 
@@ -59,13 +59,13 @@ _READ_RETRY_STATUSES = frozenset({502, 503, 504})
 _MAX_HONOURED_RETRY_AFTER_S = 10
 _MAX_RETRY_AFTER_S = 3_600  # a longer Retry-After (or a date further ahead) is reported as one hour
 
-MiB = 1024 * 1024
+_MIB = 1024 * 1024
 # Decoded bytes read of an answer, per endpoint; past the cap the answer is cut off and not used.
-ONE_OBJECT_BYTES = 1 * MiB  # one project, build or job, and every write's answer
+ONE_OBJECT_BYTES = 1 * _MIB  # one project, build or job, and every write's answer
 # Project, build, job and test-result lists: a build of 10,000 jobs with long messages is about 13 MiB,
 # and test results carry stack traces.
-LIST_BYTES = 16 * MiB
-LOG_BYTES = 64 * MiB  # a whole console log; get_job_log shows a tail or grep of it
+LIST_BYTES = 16 * _MIB
+LOG_BYTES = 64 * _MIB  # a whole console log; get_job_log shows a tail or grep of it
 ERROR_BYTES = 64 * 1024  # a non-2xx answer: only its message is read, the rest is ignored
 _CLOSE_SECONDS = 1.0
 _ASCII_SECONDS = re.compile(r"[0-9]+")
@@ -244,7 +244,7 @@ async def _preread(response: httpx.Response) -> AsyncIterator[bytes]:
 
 
 def _size(count: int) -> str:
-    return f"{count // MiB} MiB" if count % MiB == 0 else f"{count} bytes"
+    return f"{count // _MIB} MiB" if count % _MIB == 0 else f"{count} bytes"
 
 
 class _Undecodable(Exception):
