@@ -41,6 +41,7 @@ _MAX_DEPTH = 32  # the deepest shape read (a page of jobs with their dependencie
 _MAX_INT_DIGITS = 30
 _MAX_ITEMS = 20_000  # per list; InfraBox sends at most 50 builds, and a build of 10,000 jobs is read whole
 _MAX_DEPENDENCIES = 200
+_MAX_NEW_IDS = 500  # new job ids of one restart: each is audited, kept for dedupe and taught to the lineage
 _ID_LIMIT = 100  # a UUID is 36 characters
 _DATE_LIMIT = 64
 _TEXT_LIMIT = 1_000
@@ -377,7 +378,7 @@ def _build_aborted(status: int, body: dict[str, Any], unread: str | None) -> Bui
 def _job_restarted(status: int, body: dict[str, Any], unread: str | None, job_id: uuid.UUID) -> JobRestarted:
     listed = body.get("new_job_ids")
     new_ids = [
-        u for i in (listed if isinstance(listed, list) else [])[:_MAX_ITEMS] if (u := canonical_uuid(i))
+        u for i in (listed if isinstance(listed, list) else [])[:_MAX_NEW_IDS] if (u := canonical_uuid(i))
     ]
     clone_id = canonical_uuid(body.get("job_id"))
     if clone_id is not None and clone_id != str(job_id) and clone_id not in new_ids:

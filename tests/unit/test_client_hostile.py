@@ -432,3 +432,14 @@ async def test_counts_that_are_negative_or_absurd_are_not_reported() -> None:
 
     assert (len(page.items), page.total) == (1, None)
     assert (answer.new_build_id, answer.restart_counter, answer.answer_unread) == (None, None, None)
+
+
+async def test_a_restart_naming_thousands_of_new_jobs_reads_only_the_first_500_entries() -> None:
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(20_000)]
+    client, _ = client_for(
+        HostileInfraBox(json_body({"new_job_ids": ["not-a-uuid", *ids], "cloned_count": 20_000}))
+    )
+
+    answer = await client.restart_job(P, J, request_id="r")
+
+    assert answer.new_job_ids == ids[:499] and answer.jobs_restarted == 20_000
