@@ -8,6 +8,9 @@
   flight or was sent within the last few seconds; the first call's outcome is kept to be repeated.
 
 State lives in the policy's `State` (memory, or Redis shared by replicas), keyed by token fingerprint.
+Nothing InfraBox sends is kept at its own size: the lineage stores only ids that are canonical UUIDs (in
+their canonical form, so a 12 MB id is never a key), and a dedupe record keeps at most `_MAX_ERROR_CHARS`
+of an error text.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mcp_ci_tools.domain.ids import canonical_uuid
 from mcp_ci_tools.policy import Budget, BudgetExhausted, PolicyDenied, StateStoreUnavailable
 from mcp_ci_tools.state import State, StateUnavailable
 
@@ -40,6 +44,7 @@ __all__ = [
 Kind = Literal["build", "job"]
 _MAX_HOPS = 16
 _MAX_LEARNED_PER_READ = 500
+_MAX_ERROR_CHARS = 2_000
 
 
 class ConfirmationRefused(PolicyDenied):
@@ -82,7 +87,10 @@ class DedupeRecord:
     request_id: str | None = None
 
     def dumps(self) -> str:
-        return json.dumps(self.__dict__, separators=(",", ":"))
+        kept = dict(self.__dict__)
+        if self.error is not None and len(self.error) > _MAX_ERROR_CHARS:
+            kept["error"] = self.error[: _MAX_ERROR_CHARS - 1] + "…"
+        return json.dumps(kept, separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str) -> DedupeRecord:
@@ -127,20 +135,24 @@ class Lineage:
             await self._state.set(key, value, self._ttl)
 
     async def learn_build(self, project: str, build_id: str, build_number: int | None) -> None:
-        if build_number is not None:
-            await self._set(f"lineage:{project}:number:{build_id}", str(build_number))
+        build = canonical_uuid(build_id)
+        if build is not None and build_number is not None:
+            await self._set(f"lineage:{project}:number:{build}", str(build_number))
 
     async def learn_jobs(self, project: str, jobs: Iterable[tuple[str, str | None]]) -> None:
-        """Learn `(job_id, build_id)` pairs (bounded per read)."""
+        """Learn `(job_id, build_id)` pairs (bounded per read; pairs that are not both UUIDs are skipped)."""
         for count, (job_id, build_id) in enumerate(jobs):
             if count >= _MAX_LEARNED_PER_READ:
                 break
-            if build_id:
-                await self._set(f"lineage:{project}:parent:job:{job_id}", f"build:{build_id}")
+            job, build = canonical_uuid(job_id), canonical_uuid(build_id)
+            if job is not None and build is not None:
+                await self._set(f"lineage:{project}:parent:job:{job}", f"build:{build}")
 
     async def learn_same(self, project: str, new: tuple[Kind, str], original: tuple[Kind, str]) -> None:
-        """`new` (a restart's build, a clone job) belongs to the lineage of `original`."""
-        await self._set(f"lineage:{project}:parent:{new[0]}:{new[1]}", f"{original[0]}:{original[1]}")
+        """`new` (a restart's build, a clone job) belongs to the lineage of `original` (both UUIDs, or nothing)."""
+        new_id, original_id = canonical_uuid(new[1]), canonical_uuid(original[1])
+        if new_id is not None and original_id is not None:
+            await self._set(f"lineage:{project}:parent:{new[0]}:{new_id}", f"{original[0]}:{original_id}")
 
     async def of(self, project: str, kind: Kind, target_id: str) -> str:
         node = f"{kind}:{target_id}"

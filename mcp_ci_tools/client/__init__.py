@@ -11,8 +11,10 @@
       UpstreamBroken        any other answer, or a read that got no usable answer
 
 The package is split the way httpx is: `_errors` (this tree), `_models` (what InfraBox answers, normalised),
-`_transport` (the pool, retries, and the only translation of httpx errors and status codes: a write is
-retried only when it was certainly not sent) and `_client` (`InfraBoxClient`, one method per endpoint).
+`_transport` (the pool, retries, the one way an answer is read: streamed, within the whole-response deadline
+`timeout`, at most a byte cap per endpoint; and the only translation of httpx errors and status codes: a
+write is retried only when it was certainly not sent) and `_client` (`InfraBoxClient`, one method per
+endpoint).
 httpx and tenacity load on the first request, not on import. The pool opens on that first request; after
 `aclose()` every request raises RuntimeError until `open()`.
 """
@@ -43,8 +45,13 @@ from mcp_ci_tools.client._models import (
     TestRun,
     WriteAnswer,
 )
+from mcp_ci_tools.client._transport import ERROR_BYTES, LIST_BYTES, LOG_BYTES, ONE_OBJECT_BYTES
 
 __all__ = [
+    "ERROR_BYTES",
+    "LIST_BYTES",
+    "LOG_BYTES",
+    "ONE_OBJECT_BYTES",
     "Build",
     "BuildAborted",
     "BuildRestarted",

@@ -23,14 +23,22 @@ from mcp_ci_tools.client._models import (
     TestRun,
     _build_aborted,
     _build_restarted,
+    _decode_json,
     _job_aborted,
     _job_log,
     _job_rerun,
     _job_restarted,
+    _NotJson,
     _one,
     _page,
 )
-from mcp_ci_tools.client._transport import _Pool
+from mcp_ci_tools.client._transport import (
+    LIST_BYTES,
+    LOG_BYTES,
+    ONE_OBJECT_BYTES,
+    _Answer,
+    _Pool,
+)
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
 
 if TYPE_CHECKING:
@@ -105,7 +113,8 @@ class InfraBoxClient:
     # Reads ----------------------------------------------------------------------------------------
 
     async def list_projects(self, *, request_id: str) -> Page[Project]:
-        return _page(await self._read("projects", request_id=request_id), Project, request_id)
+        body = await self._read("projects", request_id=request_id, cap=LIST_BYTES, what="the project list")
+        return _page(body, Project, request_id)
 
     async def list_builds(
         self,
@@ -121,55 +130,101 @@ class InfraBoxClient:
             f"projects/{project_id}/builds",
             request_id=request_id,
             params={key: value for key, value in params.items() if value is not None},
+            cap=LIST_BYTES,
+            what="the build list",
         )
         return _page(body, Build, request_id)
 
     async def get_build(self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str) -> Build:
-        body = await self._read(f"projects/{project_id}/builds/{build_id}", request_id=request_id)
+        body = await self._read(
+            f"projects/{project_id}/builds/{build_id}",
+            request_id=request_id,
+            cap=ONE_OBJECT_BYTES,
+            what="the build",
+        )
         return _one(body, Build, request_id)
 
     async def list_jobs(self, project_id: uuid.UUID, build_id: uuid.UUID, *, request_id: str) -> Page[Job]:
-        body = await self._read(f"projects/{project_id}/builds/{build_id}/jobs", request_id=request_id)
+        body = await self._read(
+            f"projects/{project_id}/builds/{build_id}/jobs",
+            request_id=request_id,
+            cap=LIST_BYTES,
+            what="the job list",
+        )
         return _page(body, Job, request_id)
 
     async def get_job(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> Job:
-        body = await self._read(f"projects/{project_id}/jobs/{job_id}", request_id=request_id)
+        body = await self._read(
+            f"projects/{project_id}/jobs/{job_id}",
+            request_id=request_id,
+            cap=ONE_OBJECT_BYTES,
+            what="the job",
+        )
         return _one(body, Job, request_id)
 
     async def get_job_log(self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str) -> JobLog:
-        body = await self._read(f"projects/{project_id}/jobs/{job_id}/log", request_id=request_id)
+        body = await self._read(
+            f"projects/{project_id}/jobs/{job_id}/log",
+            request_id=request_id,
+            cap=LOG_BYTES,
+            what="the job log",
+        )
         return _job_log(body, request_id)
 
     async def list_testruns(
         self, project_id: uuid.UUID, job_id: uuid.UUID, *, request_id: str
     ) -> Page[TestRun]:
-        body = await self._read(f"projects/{project_id}/jobs/{job_id}/testruns", request_id=request_id)
+        body = await self._read(
+            f"projects/{project_id}/jobs/{job_id}/testruns",
+            request_id=request_id,
+            cap=LIST_BYTES,
+            what="the test results",
+        )
         return _page(body, TestRun, request_id)
 
     # Plumbing -------------------------------------------------------------------------------------
 
-    async def _read(self, path: str, *, request_id: str, params: dict[str, Any] | None = None) -> Any:
-        response = await self._send("GET", path, request_id=request_id, write=False, params=params)
+    async def _read(
+        self, path: str, *, request_id: str, cap: int, what: str, params: dict[str, Any] | None = None
+    ) -> Any:
+        answer = await self._send(
+            "GET", path, request_id=request_id, write=False, params=params, cap=cap, what=what
+        )
         try:
-            return response.json()
-        except ValueError:
+            return _decode_json(answer.body)
+        except _NotJson as problem:
             raise UpstreamBroken(
-                f"InfraBox answered {response.status_code} with a body that is not JSON",
+                f"InfraBox answered {answer.status_code} with {problem} for {what}",
+                status=answer.status_code,
                 request_id=request_id,
             ) from None
 
-    async def _write(self, method: str, path: str, *, request_id: str) -> tuple[int, dict[str, Any]]:
-        response = await self._send(method, path, request_id=request_id, write=True)
+    async def _write(
+        self, method: str, path: str, *, request_id: str
+    ) -> tuple[int, dict[str, Any], str | None]:
+        """The 2xx status, the answer's JSON object ({} when it sent none or it could not be read), and why
+        the body was not read, if it was not."""
+        answer = await self._send(
+            method, path, request_id=request_id, write=True, cap=ONE_OBJECT_BYTES, what="the write's answer"
+        )
         try:
-            body = response.json()
-        except ValueError:
+            body = None if answer.unread else _decode_json(answer.body)
+        except _NotJson:
             body = None
         # Any 2xx is a success; read whichever fields are present.
-        return response.status_code, body if isinstance(body, dict) else {}
+        return answer.status_code, body if isinstance(body, dict) else {}, answer.unread
 
     async def _send(
-        self, method: str, path: str, *, request_id: str, write: bool, params: dict[str, Any] | None = None
-    ) -> httpx.Response:
+        self,
+        method: str,
+        path: str,
+        *,
+        request_id: str,
+        write: bool,
+        cap: int,
+        what: str,
+        params: dict[str, Any] | None = None,
+    ) -> _Answer:
         if self._token is None:
             raise RuntimeError("InfraBoxClient has no token: use with_token() first")
         return await self._pool.send(
@@ -181,4 +236,6 @@ class InfraBoxClient:
             params=params,
             sleep=self._sleep,
             clock=self._clock,
+            cap=cap,
+            what=what,
         )
