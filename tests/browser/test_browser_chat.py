@@ -1,0 +1,289 @@
+"""The browser example (`examples/browser-chat`) in Debian's headless Chromium, against the real CLI.
+
+The page is served from one loopback origin, `mcp-ci-tools --transport http` (a subprocess, pointed at the
+sandbox) listens on another, so every request is cross-origin and goes through CORS as it would for a user.
+Playwright drives the page; the assertions are what the user sees on it, and the browser console must stay
+free of errors. Runs for both TypeScript SDK versions, both transports and, where the SDK can, both eras.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
+from tests.conftest import free_port
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "browser-chat"
+CHROMIUM = os.environ.get("MCP_CI_CHROMIUM", "/usr/bin/chromium")
+# As the machine notes say: no background traffic (the network is closed), a fresh profile, no GPU.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ALICE = SANDBOX_TOKENS["trigger"].token
+SDK_LABELS = {"v1": "@modelcontextprotocol/sdk 1.32.2", "v2": "@modelcontextprotocol/client 2.4.0"}
+VIA = {"streamable-http": "Streamable HTTP", "sse": "SSE"}
+# What tools/list answers, in the server's order (trigger tools are listed; MCP_CI_ALLOW_TRIGGER refuses them).
+TOOLS = [
+    "diagnose_build",
+    "list_projects",
+    "list_builds",
+    "get_build",
+    "get_job",
+    "get_job_log",
+    "get_test_results",
+    "wait_for_build",
+    "restart_build",
+    "abort_build",
+    "restart_job",
+    "rerun_job",
+    "abort_job",
+    "whoami",
+]
+
+
+def _missing(what: str, how: str) -> None:
+    """A missing tool fails under CI (.ci/run installs it) and skips elsewhere, as for redis-server."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing ({how}; .ci/run installs it)")
+    pytest.skip(f"{what} is missing: {how}")
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    """The example, bundled from its current source (esbuild takes well under a second)."""
+    if shutil.which("node") is None:
+        _missing("node", "install Node.js 20 or newer")
+    if not (EXAMPLE / "node_modules" / ".bin" / "esbuild").exists():
+        _missing("examples/browser-chat/node_modules", "run `npm ci` in examples/browser-chat")
+    built = subprocess.run(["node", "build.mjs"], cwd=EXAMPLE, capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    return EXAMPLE
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        _missing(CHROMIUM, "apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def static_site(directory: Path, host: str) -> Iterator[str]:
+    """`directory` over HTTP on `host` and a free port, from a thread; yields the origin."""
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, 0), functools.partial(Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def page_origin(bundle: Path) -> Iterator[str]:
+    with static_site(bundle, "127.0.0.1") as origin:
+        yield origin
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    db = tmp_path_factory.mktemp("browser-sandbox") / "sandbox.sqlite3"
+    with start_in_thread(db, job_duration_s=0, tick_interval_s=0.05) as handle:
+        yield handle
+
+
+@contextmanager
+def cli_server(sandbox: SandboxHandle, tmp_path: Path, transport: str, *extra: str) -> Iterator[str]:
+    """`python -m mcp_ci_tools --transport <transport>` on a free loopback port; yields its base URL."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),  # no INFRABOX_MCP_TOKEN: every caller brings their own
+        "MCP_CI_AUDIT_LOG": str(tmp_path / f"audit-{transport}.jsonl"),
+    }
+    command = [sys.executable, "-m", "mcp_ci_tools", "--transport", transport]
+    command += ["--infrabox-url", sandbox.url, "--port", str(port), *extra]
+    log_path = tmp_path / f"server-{transport}.log"
+    with open(log_path, "w") as log, subprocess.Popen(command, env=env, stderr=log) as process:
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(base + "/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "mcp-ci-tools did not become ready"
+                time.sleep(0.05)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(20)
+
+
+@pytest.fixture(scope="module")
+def server(sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Both transports from one process, as `--transport http` serves them."""
+    with cli_server(sandbox, tmp_path_factory.mktemp("browser-http"), "http") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def sse_only_server(sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An older deployment: SSE only, `/mcp` is not served."""
+    with cli_server(sandbox, tmp_path_factory.mktemp("browser-sse"), "sse") as base:
+        yield base
+
+
+@dataclass
+class Console:
+    """What the page wrote to the browser console, and the exceptions it did not catch."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def record(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def cors_errors(self) -> list[str]:
+        return [e for e in self.errors if "CORS" in e or "Access-Control" in e]
+
+
+@contextmanager
+def open_page(browser: Browser, url: str) -> Iterator[tuple[Page, Console]]:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        console = Console()
+        page.on("console", console.record)
+        page.on("pageerror", lambda error: console.errors.append(f"uncaught: {error}"))
+        page.goto(url)
+        yield page, console
+    finally:
+        context.close()
+
+
+def connect(page: Page, server: str, sdk: str, transport: str, era: str, token: str = ALICE) -> None:
+    page.fill("#server-url", server)
+    page.fill("#token", token)
+    page.select_option("#sdk", sdk)
+    page.select_option("#transport", transport)
+    page.select_option("#era", era)
+    page.click("#connect")
+
+
+def expect_connected(page: Page, server: str, sdk: str, via: str, era: str) -> None:
+    expected = f"Connected to {server} via {VIA[via]}, protocol {era}, {SDK_LABELS[sdk]}."
+    expect(page.locator("#status")).to_have_text(expected, timeout=20_000)
+    expect(page.locator("#tools li code")).to_have_text(TOOLS)
+
+
+def diagnose_the_red_build(page: Page) -> None:
+    expect(page.locator("#project option")).to_have_text(["payments-service", "web-frontend"])
+    page.select_option("#project", SEED.payments)
+    build = page.locator(f"#build option[value='{SEED.failed_build}']")
+    expect(build).to_have_text("#42 feature/refund-api (failure)")
+    page.select_option("#build", SEED.failed_build)
+    page.click("#diagnose")
+    expect(page.locator("#summary")).to_contain_text("failed", timeout=20_000)
+    expect(page.locator("#problem-jobs li")).to_have_text(["test: failure, 2 failed tests"])
+    expect(page.locator("#result")).to_contain_text(SEED.failed_build)
+
+
+CASES = [
+    pytest.param("v1", "streamable-http", "2025-11-25", id="sdk-v1-streamable-http-2025-11-25"),
+    pytest.param("v1", "sse", "2025-11-25", id="sdk-v1-sse-2025-11-25"),
+    pytest.param("v2", "streamable-http", "2025-11-25", id="sdk-v2-streamable-http-2025-11-25"),
+    pytest.param("v2", "streamable-http", "2026-07-28", id="sdk-v2-streamable-http-2026-07-28"),
+    pytest.param("v2", "sse", "2025-11-25", id="sdk-v2-sse-2025-11-25"),
+    pytest.param("v2", "sse", "2026-07-28", id="sdk-v2-sse-2026-07-28"),
+]
+
+
+@pytest.mark.parametrize(("sdk", "transport", "era"), CASES)
+def test_the_page_lists_the_tools_and_diagnoses_a_red_build(
+    browser: Browser, page_origin: str, server: str, sdk: str, transport: str, era: str
+) -> None:
+    with open_page(browser, page_origin + "/index.html") as (page, console):
+        connect(page, server, sdk, transport, era)
+
+        expect_connected(page, server, sdk, transport, era)
+        diagnose_the_red_build(page)
+        assert console.errors == []
+
+
+@pytest.mark.parametrize("sdk", ["v1", "v2"])
+def test_the_page_falls_back_to_sse_for_a_server_without_streamable_http(
+    browser: Browser, page_origin: str, sse_only_server: str, sdk: str
+) -> None:
+    with open_page(browser, page_origin + "/index.html") as (page, console):
+        connect(page, sse_only_server, sdk, "auto", "2025-11-25")
+
+        expect_connected(page, sse_only_server, sdk, "sse", "2025-11-25")
+        diagnose_the_red_build(page)
+        # The failed POST /mcp is the browser's own network error line; nothing else, and no CORS error.
+        assert console.cors_errors() == []
+        assert all(re.search(r"status of 40[45]", e) for e in console.errors), console.errors
+
+
+def test_sdk_v1_says_it_cannot_speak_the_stateless_era(
+    browser: Browser, page_origin: str, server: str
+) -> None:
+    with open_page(browser, page_origin + "/index.html") as (page, console):
+        connect(page, server, "v1", "streamable-http", "2026-07-28")
+
+        expect(page.locator("#status")).to_have_text(
+            "@modelcontextprotocol/sdk 1.32.2 cannot speak protocol 2026-07-28."
+        )
+        assert console.errors == []
+
+
+def test_a_page_on_an_origin_not_allowed_gets_a_cors_error(
+    browser: Browser, bundle: Path, server: str
+) -> None:
+    """The control for the console checks above: 127.0.0.2 is not in the default allow-list."""
+    with (
+        static_site(bundle, "127.0.0.2") as origin,
+        open_page(browser, origin + "/index.html") as (page, console),
+    ):
+        connect(page, server, "v2", "streamable-http", "2025-11-25")
+
+        expect(page.locator("#status")).to_contain_text("Could not connect", timeout=20_000)
+        expect(page.locator("#tools-section")).to_be_hidden()
+        assert console.cors_errors() != [], console.errors
