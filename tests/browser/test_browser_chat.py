@@ -9,6 +9,7 @@ free of errors. Runs for both TypeScript SDK versions, both transports and, wher
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
 from tests.conftest import free_port
@@ -44,6 +45,10 @@ CHROMIUM_ARGS = [
 ]
 ALICE = SANDBOX_TOKENS["trigger"].token
 SDK_LABELS = {"v1": "@modelcontextprotocol/sdk 1.32.2", "v2": "@modelcontextprotocol/client 2.4.0"}
+# diagnose_build's summary of payments #42, in the parts a reader needs (the wording around them may change).
+RED_BUILD_SUMMARY = re.compile(
+    r"^Build #42 on feature/refund-api is failure: .*'test' is failure: .*2 failed test"
+)
 VIA = {"streamable-http": "Streamable HTTP", "sse": "SSE"}
 # What tools/list answers, in the server's order (trigger tools are listed; MCP_CI_ALLOW_TRIGGER refuses them).
 TOOLS = [
@@ -185,18 +190,73 @@ class Console:
         return [e for e in self.errors if "CORS" in e or "Access-Control" in e]
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One request the page sent to the MCP server, as the browser put it on the wire."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    rpc: str | None  # the JSON-RPC method of a POST
+
+
+@dataclass
+class Wire:
+    """Every request the page sent to `server`: the evidence of which transport and era really ran."""
+
+    server: str
+    sent: list[Sent] = field(default_factory=list)
+
+    def record(self, request: Request) -> None:
+        if request.url.startswith(self.server + "/"):
+            body = request.post_data
+            rpc = json.loads(body).get("method") if body else None
+            path = request.url.removeprefix(self.server).split("?")[0]
+            self.sent.append(Sent(request.method, path, request.headers, rpc))
+
+    def rpc_methods(self) -> list[str]:
+        return [s.rpc for s in self.sent if s.rpc is not None]
+
+
 @contextmanager
-def open_page(browser: Browser, url: str) -> Iterator[tuple[Page, Console]]:
+def open_page(browser: Browser, url: str, server: str = "") -> Iterator[tuple[Page, Console, Wire]]:
     context = browser.new_context()
     try:
         page = context.new_page()
         console = Console()
+        wire = Wire(server)
         page.on("console", console.record)
         page.on("pageerror", lambda error: console.errors.append(f"uncaught: {error}"))
+        page.on("request", wire.record)
         page.goto(url)
-        yield page, console
+        yield page, console, wire
     finally:
         context.close()
+
+
+def expect_on_the_wire(wire: Wire, transport: str, era: str) -> None:
+    """The transport's endpoints, the era's handshake and headers, and the caller's token on every request."""
+    paths = {s.path for s in wire.sent}
+    assert paths == ({"/mcp"} if transport == "streamable-http" else {"/sse", "/messages/"}), paths
+    assert all(s.headers.get("authorization") == f"Bearer {ALICE}" for s in wire.sent), (
+        "a request lacks the token"
+    )
+    methods = wire.rpc_methods()
+    assert methods[-1] == "tools/call" and methods.count("tools/call") >= 4, (
+        methods
+    )  # projects, builds, diagnose
+    if era == "2025-11-25":
+        assert methods[:2] == ["initialize", "notifications/initialized"], methods
+        after_handshake = wire.sent[1:]
+        if transport == "streamable-http":
+            assert all("mcp-session-id" in s.headers for s in after_handshake), "a request lacks the session"
+    else:
+        assert methods[0] == "server/discover" and "initialize" not in methods, methods
+        assert not any("mcp-session-id" in s.headers for s in wire.sent), "a stateless request has a session"
+        if transport == "streamable-http":
+            assert all(s.headers.get("mcp-protocol-version") == era for s in wire.sent)
+            calls = [s for s in wire.sent if s.rpc == "tools/call"]
+            assert calls[-1].headers.get("mcp-name") == "diagnose_build"
 
 
 def connect(page: Page, server: str, sdk: str, transport: str, era: str, token: str = ALICE) -> None:
@@ -217,11 +277,14 @@ def expect_connected(page: Page, server: str, sdk: str, via: str, era: str) -> N
 def diagnose_the_red_build(page: Page) -> None:
     expect(page.locator("#project option")).to_have_text(["payments-service", "web-frontend"])
     page.select_option("#project", SEED.payments)
+    expect(page.locator("#diagnose")).to_be_enabled()  # the builds of the project chosen are shown
     build = page.locator(f"#build option[value='{SEED.failed_build}']")
     expect(build).to_have_text("#42 feature/refund-api (failure)")
     page.select_option("#build", SEED.failed_build)
     page.click("#diagnose")
-    expect(page.locator("#summary")).to_contain_text("failed", timeout=20_000)
+    summary = page.locator("#summary")
+    expect(summary).not_to_have_text(re.compile(r"^(Diagnosing…)?$"), timeout=20_000)
+    expect(summary).to_have_text(RED_BUILD_SUMMARY)
     expect(page.locator("#problem-jobs li")).to_have_text(["test: failure, 2 failed tests"])
     expect(page.locator("#result")).to_contain_text(SEED.failed_build)
 
@@ -240,19 +303,20 @@ CASES = [
 def test_the_page_lists_the_tools_and_diagnoses_a_red_build(
     browser: Browser, page_origin: str, server: str, sdk: str, transport: str, era: str
 ) -> None:
-    with open_page(browser, page_origin + "/index.html") as (page, console):
+    with open_page(browser, page_origin + "/index.html", server) as (page, console, wire):
         connect(page, server, sdk, transport, era)
 
         expect_connected(page, server, sdk, transport, era)
         diagnose_the_red_build(page)
         assert console.errors == []
+        expect_on_the_wire(wire, transport, era)
 
 
 @pytest.mark.parametrize("sdk", ["v1", "v2"])
 def test_the_page_falls_back_to_sse_for_a_server_without_streamable_http(
     browser: Browser, page_origin: str, sse_only_server: str, sdk: str
 ) -> None:
-    with open_page(browser, page_origin + "/index.html") as (page, console):
+    with open_page(browser, page_origin + "/index.html", sse_only_server) as (page, console, wire):
         connect(page, sse_only_server, sdk, "auto", "2025-11-25")
 
         expect_connected(page, sse_only_server, sdk, "sse", "2025-11-25")
@@ -260,18 +324,20 @@ def test_the_page_falls_back_to_sse_for_a_server_without_streamable_http(
         # The failed POST /mcp is the browser's own network error line; nothing else, and no CORS error.
         assert console.cors_errors() == []
         assert all(re.search(r"status of 40[45]", e) for e in console.errors), console.errors
+        assert wire.sent[0].path == "/mcp" and wire.sent[1].path == "/sse", wire.sent[:2]
 
 
 def test_sdk_v1_says_it_cannot_speak_the_stateless_era(
     browser: Browser, page_origin: str, server: str
 ) -> None:
-    with open_page(browser, page_origin + "/index.html") as (page, console):
+    with open_page(browser, page_origin + "/index.html", server) as (page, console, wire):
         connect(page, server, "v1", "streamable-http", "2026-07-28")
 
         expect(page.locator("#status")).to_have_text(
             "@modelcontextprotocol/sdk 1.32.2 cannot speak protocol 2026-07-28."
         )
         assert console.errors == []
+        assert wire.sent == []
 
 
 def test_a_page_on_an_origin_not_allowed_gets_a_cors_error(
@@ -280,7 +346,7 @@ def test_a_page_on_an_origin_not_allowed_gets_a_cors_error(
     """The control for the console checks above: 127.0.0.2 is not in the default allow-list."""
     with (
         static_site(bundle, "127.0.0.2") as origin,
-        open_page(browser, origin + "/index.html") as (page, console),
+        open_page(browser, origin + "/index.html") as (page, console, _),
     ):
         connect(page, server, "v2", "streamable-http", "2025-11-25")
 

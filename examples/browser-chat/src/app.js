@@ -94,13 +94,18 @@ async function showProjects() {
   await showBuilds();
 }
 
+let buildsShown = 0; // a later project choice wins over an answer still on its way
+
 async function showBuilds() {
-  $('build').replaceChildren();
-  if (!$('project').value) return;
-  const { data } = await call('list_builds', { project_id: $('project').value });
+  const shown = ++buildsShown;
+  $('diagnose').disabled = true;
+  const projectId = $('project').value;
+  const builds = projectId ? (await call('list_builds', { project_id: projectId })).data.builds : [];
+  if (shown !== buildsShown) return;
   $('build').replaceChildren(
-    ...data.builds.map((b) => option(b.id, `#${b.build_number} ${b.branch ?? ''} (${b.status ?? 'no jobs'})`)),
+    ...builds.map((b) => option(b.id, `#${b.build_number} ${b.branch ?? ''} (${b.status ?? 'no jobs'})`)),
   );
+  $('diagnose').disabled = builds.length === 0;
 }
 
 async function onDiagnose() {
