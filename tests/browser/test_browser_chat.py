@@ -133,7 +133,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]
 
 
 @contextmanager
-def cli_server(sandbox: SandboxHandle, tmp_path: Path, transport: str, *extra: str) -> Iterator[str]:
+def cli_server(sandbox: SandboxHandle, tmp_path: Path, transport: str) -> Iterator[str]:
     """`python -m mcp_ci_tools --transport <transport>` on a free loopback port; yields its base URL."""
     port = free_port()
     env = {
@@ -141,7 +141,9 @@ def cli_server(sandbox: SandboxHandle, tmp_path: Path, transport: str, *extra: s
         "MCP_CI_AUDIT_LOG": str(tmp_path / f"audit-{transport}.jsonl"),
     }
     command = [sys.executable, "-m", "mcp_ci_tools", "--transport", transport]
-    command += ["--infrabox-url", sandbox.url, "--port", str(port), *extra]
+    command += ["--infrabox-url", sandbox.url, "--port", str(port)]
+    # One caller (the sandbox's alice) makes every test's reads within a minute: not a budget test.
+    command += ["--read-per-minute", "1000", "--log-per-minute", "1000"]
     log_path = tmp_path / f"server-{transport}.log"
     with open(log_path, "w") as log, subprocess.Popen(command, env=env, stderr=log) as process:
         try:
