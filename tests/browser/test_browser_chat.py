@@ -133,7 +133,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]
 
 
 @contextmanager
-def cli_server(sandbox: SandboxHandle, tmp_path: Path, transport: str) -> Iterator[str]:
+def cli_server(sandbox: SandboxHandle, tmp_path: Path, transport: str, *flags: str) -> Iterator[str]:
     """`python -m mcp_ci_tools --transport <transport>` on a free loopback port; yields its base URL."""
     port = free_port()
     env = {
@@ -141,10 +141,10 @@ def cli_server(sandbox: SandboxHandle, tmp_path: Path, transport: str) -> Iterat
         "MCP_CI_AUDIT_LOG": str(tmp_path / f"audit-{transport}.jsonl"),
     }
     command = [sys.executable, "-m", "mcp_ci_tools", "--transport", transport]
-    command += ["--infrabox-url", sandbox.url, "--port", str(port)]
+    command += ["--infrabox-url", sandbox.url, "--port", str(port), *flags]
     # One caller (the sandbox's alice) makes every test's reads within a minute: not a budget test.
     command += ["--read-per-minute", "1000", "--log-per-minute", "1000"]
-    log_path = tmp_path / f"server-{transport}.log"
+    log_path = tmp_path / f"server-{transport}.log"  # one server per temporary directory
     with open(log_path, "w") as log, subprocess.Popen(command, env=env, stderr=log) as process:
         try:
             base = f"http://127.0.0.1:{port}"
@@ -175,6 +175,23 @@ def server(sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFactory) -> 
 def sse_only_server(sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An older deployment: SSE only, `/mcp` is not served."""
     with cli_server(sandbox, tmp_path_factory.mktemp("browser-sse"), "sse") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def other_origin(bundle: Path) -> Iterator[str]:
+    """The page on an origin that is not in the default allow-list (only 127.0.0.1, localhost, [::1] are)."""
+    with static_site(bundle, "127.0.0.2") as origin:
+        yield origin
+
+
+@pytest.fixture(scope="module")
+def server_allowing(
+    sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFactory, other_origin: str
+) -> Iterator[str]:
+    """A server configured for a page off loopback, as the example's README says: `--allowed-origin`."""
+    tmp_path = tmp_path_factory.mktemp("browser-allowing")
+    with cli_server(sandbox, tmp_path, "http", "--allowed-origin", other_origin) as base:
         yield base
 
 
@@ -342,16 +359,43 @@ def test_sdk_v1_says_it_cannot_speak_the_stateless_era(
         assert wire.sent == []
 
 
-def test_a_page_on_an_origin_not_allowed_gets_a_cors_error(
-    browser: Browser, bundle: Path, server: str
+def test_a_bad_token_is_refused_with_a_401_the_page_can_read(
+    browser: Browser, page_origin: str, server: str
 ) -> None:
-    """The control for the console checks above: 127.0.0.2 is not in the default allow-list."""
-    with (
-        static_site(bundle, "127.0.0.2") as origin,
-        open_page(browser, origin + "/index.html") as (page, console, _),
-    ):
+    with open_page(browser, page_origin + "/index.html", server) as (page, console, wire):
+        connect(page, server, "v2", "streamable-http", "2025-11-25", token="ib_mcp_not-a-token")
+
+        # The error body is readable only because the 401 carries CORS headers too.
+        expect(page.locator("#status")).to_contain_text("Could not connect: Streamable HTTP:", timeout=20_000)
+        expect(page.locator("#status")).to_contain_text('"error": "invalid_token"')
+        expect(page.locator("#tools-section")).to_be_hidden()
+        assert console.cors_errors() == []
+        assert console.errors == [
+            "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+        ]
+        assert [s.path for s in wire.sent] == ["/mcp"]
+
+
+def test_a_page_on_an_origin_not_allowed_gets_a_cors_error(
+    browser: Browser, other_origin: str, server: str
+) -> None:
+    """The control for the console checks above: without --allowed-origin the browser blocks the answer."""
+    with open_page(browser, other_origin + "/index.html", server) as (page, console, _):
         connect(page, server, "v2", "streamable-http", "2025-11-25")
 
         expect(page.locator("#status")).to_contain_text("Could not connect", timeout=20_000)
         expect(page.locator("#tools-section")).to_be_hidden()
         assert console.cors_errors() != [], console.errors
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+def test_allowed_origin_lets_a_page_off_loopback_in(
+    browser: Browser, other_origin: str, server_allowing: str, transport: str
+) -> None:
+    with open_page(browser, other_origin + "/index.html", server_allowing) as (page, console, wire):
+        connect(page, server_allowing, "v2", transport, "2026-07-28")
+
+        expect_connected(page, server_allowing, "v2", transport, "2026-07-28")
+        diagnose_the_red_build(page)
+        assert console.errors == []
+        expect_on_the_wire(wire, transport, "2026-07-28")
