@@ -23,7 +23,14 @@ from mcp_ci_tools.domain.timestamps import Clock, Sleep
 from mcp_ci_tools.domain.tokens import fingerprint, is_token, token_hash
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
 from mcp_ci_tools.inflight import InFlight
-from mcp_ci_tools.policy import WINDOW_SECONDS, Budget, ReadBudgets, StateContinuity, TriggerPermission
+from mcp_ci_tools.policy import (
+    WINDOW_SECONDS,
+    Budget,
+    ReadBudgets,
+    RejectedTokens,
+    StateContinuity,
+    TriggerPermission,
+)
 from mcp_ci_tools.publish import CompactToolList
 from mcp_ci_tools.state import State, open_state
 from mcp_ci_tools.tools import ArgumentCheck, Caller, Deps, register_all
@@ -70,13 +77,13 @@ def _http_caller(client: InfraBoxClient) -> Callable[[], Caller]:
         access = get_access_token()
         if access is None:  # the HTTP apps require authentication before any MCP handling
             raise RuntimeError("no authenticated caller for this request")
-        return Caller(fingerprint=fingerprint(access.token), client=client.with_token(access.token))
+        return Caller.of(access.token, client.with_token(access.token))
 
     return caller
 
 
 def _fixed_caller(client: InfraBoxClient, token: str) -> Callable[[], Caller]:
-    fixed = Caller(fingerprint=fingerprint(token), client=client.with_token(token))
+    fixed = Caller.of(token, client.with_token(token))
     return lambda: fixed
 
 
@@ -89,6 +96,7 @@ def build_deps(
     clock: Clock = time.time,
     sleep: Sleep = anyio.sleep,
     new_request_id: Callable[[], str] = _new_request_id,
+    rejected: RejectedTokens | None = None,
 ) -> Deps:
     """Everything the tools need, built from `settings` around the given client, state store and sink."""
     shared_storage = lambda: state.storage  # noqa: E731 - read when the first budget check runs
@@ -143,6 +151,7 @@ def build_deps(
         ),
         dedupe=Dedupe(state, window_s=settings.dedupe_seconds, in_flight_ttl_s=600, clock=clock),
         confirm_tools=frozenset(settings.confirm),
+        rejected=rejected or RejectedTokens(state, clock=clock),
     )
 
 
@@ -185,11 +194,14 @@ def build_server(
     state: State | None = None,
     new_request_id: Callable[[], str] = _new_request_id,
     inflight: InFlight | None = None,
+    rejected: RejectedTokens | None = None,
 ) -> MCPServer:
     """An `MCPServer` with every tool registered; each dependency can be replaced (tests, other transports).
 
     With a token in `settings` (stdio) every call uses it. Without one (HTTP transports) every request must
     authenticate with the caller's own token, and that token is used for that caller's calls only.
+    `rejected` records the tokens InfraBox answered 401 for; pass the same one to `build_http_app`, which
+    closes their sessions.
     """
     client = InfraBoxClient(
         settings.infrabox_url, timeout=settings.timeout, transport=transport, sleep=sleep, clock=clock
@@ -206,6 +218,7 @@ def build_server(
         clock=clock,
         sleep=sleep,
         new_request_id=new_request_id,
+        rejected=rejected,
     )
     over_http = settings.token is None
     arguments = ArgumentCheck(deps)
