@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     import httpx
     from limits.aio.storage import Storage
 
-__all__ = ["INSTRUCTIONS", "InfraBoxTokenVerifier", "build_deps", "build_server"]
+__all__ = ["INSTRUCTIONS", "InfraBoxTokenVerifier", "build_deps", "build_server", "rejected_tokens"]
 
 INSTRUCTIONS = """\
 Tools for the InfraBox CI. Read before you act: diagnose_build explains a red build in one call. Then choose
@@ -194,14 +195,11 @@ def build_server(
     state: State | None = None,
     new_request_id: Callable[[], str] = _new_request_id,
     inflight: InFlight | None = None,
-    rejected: RejectedTokens | None = None,
 ) -> MCPServer:
     """An `MCPServer` with every tool registered; each dependency can be replaced (tests, other transports).
 
     With a token in `settings` (stdio) every call uses it. Without one (HTTP transports) every request must
     authenticate with the caller's own token, and that token is used for that caller's calls only.
-    `rejected` records the tokens InfraBox answered 401 for; pass the same one to `build_http_app`, which
-    closes their sessions.
     """
     client = InfraBoxClient(
         settings.infrabox_url, timeout=settings.timeout, transport=transport, sleep=sleep, clock=clock
@@ -218,7 +216,6 @@ def build_server(
         clock=clock,
         sleep=sleep,
         new_request_id=new_request_id,
-        rejected=rejected,
     )
     over_http = settings.token is None
     arguments = ArgumentCheck(deps)
@@ -242,4 +239,14 @@ def build_server(
     )
     for name, fn in register_all(server, deps).items():
         arguments.learn(name, fn)
+    _REJECTED[server] = deps.rejected
     return server
+
+
+_REJECTED: weakref.WeakKeyDictionary[MCPServer, RejectedTokens] = weakref.WeakKeyDictionary()
+
+
+def rejected_tokens(server: MCPServer) -> RejectedTokens:
+    """The record of tokens InfraBox rejected that `build_server` gave this server's tools: the HTTP layer
+    subscribes to it to close their sessions and refuse their requests."""
+    return _REJECTED[server]
