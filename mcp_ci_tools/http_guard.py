@@ -192,7 +192,7 @@ class CallerGuard:
         self._idle_timeout_s = idle_timeout_s
         self._mcp_path, self._sse_path, self._message_path = mcp_path, sse_path, message_path
         self._close_delay_s = close_delay_s
-        self._streams: dict[str, set[anyio.CancelScope]] = {}  # open SSE streams per caller key
+        self._streams: dict[str, set[anyio.Event]] = {}  # open SSE streams per caller key: set to close
         self._opening: Counter[str] = Counter()  # session-opening requests not yet answered, per caller key
         self._closing: set[asyncio.Task[None]] = set()
         rejected.subscribe(self._rejected_here)
@@ -221,7 +221,7 @@ class CallerGuard:
                     await self._sessions._discard_session(session, transport)
                     closed += 1
         for stream in list(self._streams.get(key, ())):
-            stream.cancel()
+            stream.set()
             closed += 1
         return closed
 
@@ -385,23 +385,45 @@ class CallerGuard:
             del self._opening[key]
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
-        state: dict[str, bool] = {"started": False, "ended": False}
+        # Closing a stream looks to the SDK like the client going away, so it winds the session down itself
+        # (cancelling the request instead would leave the session's streams open).
+        closing = anyio.Event()
+
+        async def closable_receive() -> Message:
+            message: Message = {"type": "http.disconnect"}
+            if closing.is_set():
+                return message
+            async with anyio.create_task_group() as group:
+
+                async def from_client() -> None:
+                    nonlocal message
+                    message = await receive()
+                    group.cancel_scope.cancel()
+
+                async def from_server() -> None:
+                    await closing.wait()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(from_client)
+                group.start_soon(from_server)
+            return message
+
+        response = {"started": False, "ended": False}
 
         async def tracked_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                state["started"] = True
+                response["started"] = True
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                state["ended"] = True
+                response["ended"] = True
             await send(message)
 
-        with anyio.CancelScope() as stream:
-            self._streams.setdefault(key, set()).add(stream)
-            try:
-                await self.app(scope, receive, tracked_send)
-            finally:
-                streams = self._streams.get(key, set())
-                streams.discard(stream)
-                if not streams:
-                    self._streams.pop(key, None)
-        if stream.cancelled_caught and state["started"] and not state["ended"]:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self._streams.setdefault(key, set()).add(closing)
+        try:
+            await self.app(scope, closable_receive, tracked_send)
+        finally:
+            streams = self._streams.get(key, set())
+            streams.discard(closing)
+            if not streams:
+                self._streams.pop(key, None)
+        if closing.is_set() and response["started"] and not response["ended"]:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})  # end it properly
