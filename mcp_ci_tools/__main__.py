@@ -117,8 +117,9 @@ def _serve(args: list[str]) -> int:
         print(f"mcp-ci-tools: configuration error: {error}", file=sys.stderr)
         return 2
     _configure_logging()
-    from mcp_ci_tools.server import build_server  # imported late: --help and config errors stay fast
+    from mcp_ci_tools.server import build_server, repair_audit_log  # late: --help and config errors stay fast
 
+    repair_audit_log(settings.audit_log)
     if settings.transport != "stdio":
         return _serve_http(settings)
     server = build_server(settings)

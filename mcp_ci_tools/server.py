@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -17,7 +19,7 @@ from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
 from mcp_ci_tools import __version__
-from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink
+from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink, UnsafeAuditFile
 from mcp_ci_tools.client import InfraBoxClient
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
@@ -40,7 +42,16 @@ if TYPE_CHECKING:
     import httpx
     from limits.aio.storage import Storage
 
-__all__ = ["INSTRUCTIONS", "InfraBoxTokenVerifier", "build_deps", "build_server", "rejected_tokens"]
+__all__ = [
+    "INSTRUCTIONS",
+    "InfraBoxTokenVerifier",
+    "build_deps",
+    "build_server",
+    "rejected_tokens",
+    "repair_audit_log",
+]
+
+log = logging.getLogger("mcp_ci_tools")
 
 INSTRUCTIONS = """\
 Tools for the InfraBox CI. Read before you act: diagnose_build explains a red build in one call. Then choose
@@ -48,6 +59,32 @@ the smallest action: rerun_job (one job), restart_job (a job and its downstream 
 build). Trigger tools (restart_*, rerun_job, abort_*) share a small budget (InfraBox allows 5 a minute and
 counts refused calls), are audited, and are never retried automatically: if one reports an unknown outcome,
 check the state before trying again. whoami shows whether triggering is allowed and the budgets left."""
+
+
+def repair_audit_log(path: Path) -> bool:
+    """At start-up: check the audit file and repair a torn tail now, not at the first trigger call.
+
+    Returns whether the file can be used. If not, one warning line names `MCP_CI_AUDIT_LOG` and the reason;
+    the server still starts (reads work), and trigger tools refuse, as they do whenever the audit fails.
+    """
+    try:
+        quarantined = JsonlFileSink(path).repair()
+    except OSError as error:
+        reason = str(error) if isinstance(error, UnsafeAuditFile) else error.strerror or type(error).__name__
+        log.warning(
+            "audit log unusable (MCP_CI_AUDIT_LOG=%s): %s; trigger tools refuse until it is fixed",
+            path,
+            " ".join(reason.split()),
+        )
+        return False
+    if quarantined:
+        log.warning(
+            "audit log %s ended in a torn line: %d byte(s) kept in %s.torn and recorded as a torn record",
+            path,
+            quarantined,
+            path,
+        )
+    return True
 
 
 def _new_request_id() -> str:
