@@ -18,11 +18,9 @@ The SDK's auth middleware, inside this one, still checks the token's form and bi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -35,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_ci_tools.domain.timestamps import rfc3339
 from mcp_ci_tools.domain.tokens import TOKEN_PREFIX, is_token, token_hash
+from mcp_ci_tools.http_sessions import TokenSessions
 from mcp_ci_tools.policy import RejectedTokens
 
 __all__ = ["CREDENTIAL_PARAMETERS", "CallerGuard"]
@@ -187,65 +186,10 @@ class CallerGuard:
         self.app = app
         self.max_per_token = max_per_token
         self._rejected = rejected
-        self._sessions = sessions
         self._max_body_bytes = max_body_bytes
         self._idle_timeout_s = idle_timeout_s
         self._mcp_path, self._sse_path, self._message_path = mcp_path, sse_path, message_path
-        self._close_delay_s = close_delay_s
-        self._streams: dict[str, set[anyio.Event]] = {}  # open SSE streams per caller key: set to close
-        self._opening: Counter[str] = Counter()  # session-opening requests not yet answered, per caller key
-        self._closing: set[asyncio.Task[None]] = set()
-        rejected.subscribe(self._rejected_here)
-
-    # -- sessions per token -------------------------------------------------------------------------------
-
-    def open_sessions(self, key: str) -> int:
-        """Streamable HTTP sessions, SSE streams and session-opening requests of the caller `key` here."""
-        return len(self._streamable_of(key)) + len(self._streams.get(key, ())) + self._opening[key]
-
-    def _streamable_of(self, key: str) -> list[str]:
-        if self._sessions is None:
-            return []
-        # The SDK keeps who opened each session (the principal our verifier gives: subject = the token's
-        # SHA-256) in `_session_owners`; it has no public accessor, and this is the only place that reads it.
-        owners = self._sessions._session_owners
-        return [session for session, owner in list(owners.items()) if owner.get("subject") == key]
-
-    async def close_sessions(self, key: str) -> int:
-        """End every Streamable HTTP session and SSE stream of the caller `key` on this replica."""
-        closed = 0
-        if self._sessions is not None:
-            for session in self._streamable_of(key):
-                transport = self._sessions._server_instances.get(session)
-                if transport is not None:
-                    await self._sessions._discard_session(session, transport)
-                    closed += 1
-        for stream in list(self._streams.get(key, ())):
-            stream.set()
-            closed += 1
-        return closed
-
-    def _rejected_here(self, key: str) -> None:
-        # Called from the tool call that learned it: let that call's answer reach the client first.
-        loop = asyncio.get_running_loop()
-
-        def close() -> None:
-            task = loop.create_task(self._close_rejected(key))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-        loop.call_later(self._close_delay_s, close)
-
-    async def _close_rejected(self, key: str) -> None:
-        closed = await self.close_sessions(key)
-        if closed:
-            log.warning(
-                "InfraBox rejected token sha256:%s: closed its %d session(s) and stream(s); its requests are "
-                "refused for %.0f s",
-                key[:12],
-                closed,
-                self._rejected.ttl_s,
-            )
+        self.sessions = TokenSessions(sessions, rejected, close_delay_s=close_delay_s)
 
     # -- the request path ---------------------------------------------------------------------------------
 
@@ -292,7 +236,7 @@ class CallerGuard:
         until = await self._rejected.until(key)
         if until is None:
             return True
-        await self.close_sessions(key)  # opened here before another replica learned of the rejection
+        await self.sessions.close(key)  # opened here before another replica learned of the rejection
         log.info("refused %s: InfraBox rejected token sha256:%s", where, key[:12])
         await _plain(
             401,
@@ -335,18 +279,16 @@ class CallerGuard:
     def _opens_session(self, scope: Scope) -> bool:
         if scope["path"] == self._sse_path:
             return bool(scope["method"] == "GET")
-        if scope["path"] != self._mcp_path or scope["method"] != "POST" or self._sessions is None:
+        if scope["path"] != self._mcp_path or scope["method"] != "POST" or self.sessions.streamable is None:
             return False
         headers = dict(scope["headers"])
         if b"mcp-session-id" in headers:
             return False
-        version = headers.get(b"mcp-protocol-version")
-        return (
-            version is None or version.decode("latin-1") in HANDSHAKE_PROTOCOL_VERSIONS
-        )  # 2026 is stateless
+        version = headers.get(b"mcp-protocol-version")  # 2026-07-28 requests are stateless: no session
+        return version is None or version.decode("latin-1") in HANDSHAKE_PROTOCOL_VERSIONS
 
     async def _open(self, scope: Scope, receive: Receive, send: Send, key: str, where: str) -> None:
-        open_now = self.open_sessions(key)
+        open_now = self.sessions.count(key)
         if open_now >= self.max_per_token:
             log.warning(
                 "refused %s of sha256:%s: %d sessions open, the most per token", where, key[:12], open_now
@@ -361,69 +303,6 @@ class CallerGuard:
             )(send)
             return
         if scope["path"] == self._sse_path:
-            await self._stream(scope, receive, send, key)
-            return
-        self._opening[key] += 1
-        answered = False
-
-        async def counted_send(message: Message) -> None:
-            nonlocal answered
-            if message["type"] == "http.response.start" and not answered:
-                answered = True  # by now the SDK has registered the session, or refused it
-                self._release_opening(key)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counted_send)
-        finally:
-            if not answered:
-                self._release_opening(key)
-
-    def _release_opening(self, key: str) -> None:
-        self._opening[key] -= 1
-        if self._opening[key] <= 0:
-            del self._opening[key]
-
-    async def _stream(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
-        # Closing a stream looks to the SDK like the client going away, so it winds the session down itself
-        # (cancelling the request instead would leave the session's streams open).
-        closing = anyio.Event()
-
-        async def closable_receive() -> Message:
-            message: Message = {"type": "http.disconnect"}
-            if closing.is_set():
-                return message
-            async with anyio.create_task_group() as group:
-
-                async def from_client() -> None:
-                    nonlocal message
-                    message = await receive()
-                    group.cancel_scope.cancel()
-
-                async def from_server() -> None:
-                    await closing.wait()
-                    group.cancel_scope.cancel()
-
-                group.start_soon(from_client)
-                group.start_soon(from_server)
-            return message
-
-        response = {"started": False, "ended": False}
-
-        async def tracked_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                response["started"] = True
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                response["ended"] = True
-            await send(message)
-
-        self._streams.setdefault(key, set()).add(closing)
-        try:
-            await self.app(scope, closable_receive, tracked_send)
-        finally:
-            streams = self._streams.get(key, set())
-            streams.discard(closing)
-            if not streams:
-                self._streams.pop(key, None)
-        if closing.is_set() and response["started"] and not response["ended"]:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})  # end it properly
+            await self.sessions.serve_stream(self.app, scope, receive, send, key)
+        else:
+            await self.sessions.serve_opening(self.app, scope, receive, send, key)
