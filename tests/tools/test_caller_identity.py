@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import respx
+from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_ci_tools.client import InfraBoxClient
-from mcp_ci_tools.domain.tokens import token_hash
+from mcp_ci_tools.domain.tokens import fingerprint, token_hash
 from mcp_ci_tools.server import build_deps
 from mcp_ci_tools.state import MemoryState
 from mcp_ci_tools.tools._deps import Caller, Deps
 from mcp_ci_tools.tools._pipeline import run_trigger
 from mcp_ci_tools.tools._read import run_read
 from mcp_ci_tools.tools.jobs import ABORT_JOB
-from tests.conftest import INFRABOX_URL, PROJECT_ID, FakeClock, ListSink, make_settings
+from tests.conftest import INFRABOX_URL, PROJECT_ID, TOKEN, FakeClock, ListSink, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -146,3 +149,20 @@ async def test_read_budgets_and_rejected_tokens_are_kept_by_the_full_hash(
         for key in (victim.key, attacker.key)
     }
     assert states == {victim.key: 29, attacker.key: 29}
+
+
+async def test_whoami_and_its_audit_line_show_the_fingerprint_and_the_full_hash(
+    make_server: Callable[..., MCPServer], connect: Callable[[MCPServer], Any], audit: ListSink
+) -> None:
+    client = await connect(make_server())
+
+    result = await client.call_tool("whoami", {})
+
+    assert result.structured_content["token_fingerprint"] == fingerprint(TOKEN)
+    assert result.structured_content["token_sha256"] == token_hash(TOKEN)
+    [record] = audit.records
+    assert (record["tool"], record["token"], record["token_sha256"]) == (
+        "whoami",
+        fingerprint(TOKEN),
+        token_hash(TOKEN),
+    )
