@@ -31,6 +31,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcp_ci_tools.domain.masking import mask
 from mcp_ci_tools.domain.timestamps import rfc3339
 from mcp_ci_tools.domain.tokens import TOKEN_PREFIX, is_token, token_hash
 from mcp_ci_tools.http_sessions import TokenSessions
@@ -197,7 +198,7 @@ class CallerGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        where = f"{scope['method']} {scope['path']}"
+        where = mask(f"{scope['method']} {scope['path'][:200]}")  # a path may hold anything, a token too
         if _credential_in_query(scope.get("query_string", b"")):
             log.warning("refused %s: a credential in the query string (not logged)", where)
             await _plain(

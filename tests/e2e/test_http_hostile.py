@@ -56,6 +56,7 @@ def server_log(caplog: pytest.LogCaptureFixture) -> str:
         ("GET", "/healthz?auth=1"),
         ("GET", "/readyz?Authorization=Bearer%20{t}"),
         ("GET", "/healthz?q=ib%5Fmcp%5F{h}"),  # a token under any name, percent-encoded
+        ("GET", "/{t}?token=1"),  # and a token in the path is not logged either
     ],
 )
 async def test_a_credential_in_the_query_string_is_refused_on_every_path_and_never_logged(
