@@ -156,7 +156,15 @@ def _serve(args: list[str]) -> int:
         return _serve_with(args, environ)  # help only: no sandbox to start (or to leave behind)
     _configure_logging()
     sandbox = _EmbeddedSandbox()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally below runs (stdio)
+
+    def remove_and_die(signum: int, frame: FrameType | None) -> None:
+        # Over stdio a thread blocks reading stdin, so unwinding would hang: clean up, then die as usual.
+        # (The HTTP transports install their own handler for the drain; then the finally below cleans up.)
+        shutil.rmtree(sandbox.directory, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous = signal.signal(signal.SIGTERM, remove_and_die)
     try:
         return _serve_with(
             args, sandbox.environment(environ, http=_transport_asked(args, environ) != "stdio")
@@ -166,10 +174,6 @@ def _serve(args: list[str]) -> int:
         sandbox.close()
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def _serve_with(args: list[str], environ: dict[str, str]) -> int:
     try:
         settings = load_settings(args, environ)
@@ -177,8 +181,9 @@ def _serve_with(args: list[str], environ: dict[str, str]) -> int:
         print(f"mcp-ci-tools: configuration error: {error}", file=sys.stderr)
         return 2
     _configure_logging()
-    from mcp_ci_tools.server import build_server  # imported late: --help and config errors stay fast
+    from mcp_ci_tools.server import build_server, repair_audit_log  # late: --help and config errors stay fast
 
+    repair_audit_log(settings.audit_log)
     if settings.transport != "stdio":
         return _serve_http(settings)
     server = build_server(settings)

@@ -330,6 +330,8 @@ class AuditRecord:
     event: Literal["attempt", "result"]
     tool: str
     token: str  # the caller's token fingerprint, never the token
+    # the token's full SHA-256 (the caller key): tells apart callers that share a fingerprint
+    token_sha256: str
     request_id: str
     decision: Decision
     outcome: Outcome | None = None

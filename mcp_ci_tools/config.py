@@ -144,6 +144,15 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body in bytes")
     max_sessions: int = Field(1000, ge=1, description="stateful HTTP sessions at most")
+    max_sessions_per_token: int = Field(
+        16, ge=1, description="HTTP sessions and SSE streams one token may have open at once"
+    )
+    max_connections: int = Field(
+        1000, ge=1, le=100_000, description="open HTTP connections; beyond it the oldest idle one is dropped"
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, le=600, description="seconds a connection may take to send a request's headers"
+    )
     session_idle_timeout: float = Field(
         600.0, gt=0, description="seconds before an idle HTTP session is closed"
     )

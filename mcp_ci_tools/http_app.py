@@ -26,7 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.cors import Cors, OriginAllowList
+from mcp_ci_tools.http_conn import guarded_protocol
+from mcp_ci_tools.http_guard import CallerGuard
 from mcp_ci_tools.inflight import InFlight
+from mcp_ci_tools.server import rejected_tokens
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -35,6 +38,7 @@ __all__ = [
     "build_http_app",
     "security_settings",
     "serve_http",
+    "uvicorn_config",
     "with_cors",
 ]
 
@@ -43,6 +47,11 @@ log = logging.getLogger("mcp_ci_tools.http")
 LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
 LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 MCP_PATH, SSE_PATH, MESSAGE_PATH = "/mcp", "/sse", "/messages/"
+_KEEP_ALIVE_S = 5.0  # an idle kept-alive connection is closed after this (uvicorn's default, made explicit)
+_MAX_HEAD_BYTES = 16 * 1024  # a request line and headers larger than this get 400 (h11's default, explicit)
+# uvicorn answers 503 to new requests beyond limit_concurrency connections or tasks. Idle connections are
+# dropped at MCP_CI_MAX_CONNECTIONS first (http_conn), so this is only reached when every connection is busy.
+_CONCURRENCY_HEADROOM = 100
 
 
 def security_settings(settings: Settings) -> TransportSecuritySettings:
@@ -113,7 +122,7 @@ def build_http_app(
         "host": settings.host,
     }
     if settings.transport == "sse":
-        return server.sse_app(**sse_options)
+        return _guarded(server.sse_app(**sse_options), server, settings, streamable=False)
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         json_response=False,  # answers stream as SSE events, so progress notifications get through
@@ -132,6 +141,22 @@ def build_http_app(
             for route in sse.routes
             if isinstance(route, Route | Mount) and route.path in (SSE_PATH, MESSAGE_PATH.rstrip("/"))
         )
+    return _guarded(app, server, settings, streamable=True)
+
+
+def _guarded(app: Starlette, server: MCPServer, settings: Settings, *, streamable: bool) -> Starlette:
+    # Outermost of the app's middleware: before the SDK's authentication reads the Authorization header.
+    app.add_middleware(
+        CallerGuard,
+        rejected=rejected_tokens(server),
+        sessions=server.session_manager if streamable else None,
+        max_per_token=settings.max_sessions_per_token,
+        max_body_bytes=settings.max_body_bytes,
+        idle_timeout_s=settings.session_idle_timeout,
+        mcp_path=MCP_PATH,
+        sse_path=SSE_PATH,
+        message_path=MESSAGE_PATH,
+    )
     return app
 
 
@@ -182,17 +207,29 @@ class _DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """uvicorn's configuration for `app`: connection limits, the request-head deadline, no access log."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        # Off: an access log line holds the URL with its query string, where a client may put its token.
+        "access_log": False,
+        "ws": "none",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 5,
+        "http": guarded_protocol(
+            header_timeout=settings.header_timeout, max_connections=settings.max_connections
+        ),
+        "timeout_keep_alive": min(_KEEP_ALIVE_S, settings.header_timeout),
+        "limit_concurrency": settings.max_connections + _CONCURRENCY_HEADROOM,
+        "h11_max_incomplete_event_size": _MAX_HEAD_BYTES,
+    }
+    return uvicorn.Config(app, **{**options, **overrides})
+
+
 def serve_http(app: Starlette, settings: Settings, *, inflight: InFlight) -> None:
     """Serve `app` with uvicorn until SIGTERM/SIGINT, draining first (blocking)."""
     gate = Gate(app, max_streams=settings.max_sessions)
-    config = uvicorn.Config(
-        with_cors(gate, settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        ws="none",
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
+    config = uvicorn_config(with_cors(gate, settings), settings)
     _DrainingServer(config, gate=gate, inflight=inflight, grace=settings.shutdown_grace).run()

@@ -2,8 +2,12 @@
 
 - `parse_id`: only a canonical UUID may ever reach a URL path.
 - `TriggerPermission`: the operator's declared `allow_trigger`, plus a refusal learned from InfraBox's 403.
-- `Budget`: at most N requests in any sliding 60 s window, per token fingerprint (a `limits` moving window);
+- `Budget`: at most N requests in any sliding 60 s window, per caller key (a `limits` moving window);
   a slot taken for a call that is then not sent can be given back (`refund`).
+- `RejectedTokens`: tokens InfraBox answered 401 for, refused by every replica for a while.
+
+Everything is kept per caller key: the full SHA-256 of the token (`domain.tokens.token_hash`), never the
+token, and never the 48-bit fingerprint, which a crafted token could share with another caller.
 
 Every refusal is a `PolicyDenied` whose `reason` is the audit code.
 """
@@ -29,6 +33,7 @@ if TYPE_CHECKING:  # limits loads with the first budget check, not at start-up
     from limits.aio.storage import Storage
 
 __all__ = [
+    "REJECTED_TOKEN_TTL_S",
     "WINDOW_SECONDS",
     "Budget",
     "BudgetExhausted",
@@ -38,6 +43,7 @@ __all__ = [
     "InvalidId",
     "PolicyDenied",
     "ReadBudgets",
+    "RejectedTokens",
     "StateContinuity",
     "StateReset",
     "StateStoreUnavailable",
@@ -162,7 +168,7 @@ class StateContinuity:
 class TriggerPermission:
     """Whether trigger calls may be sent for a token: the operator's declaration, then InfraBox's word.
 
-    A 403 "no trigger permission" is remembered per token fingerprint for `ttl_s` (shared by every replica
+    A 403 "no trigger permission" is remembered per caller key for `ttl_s` (shared by every replica
     when the state is in Redis), so later trigger calls of that token are refused without a request until
     then; other tokens are not affected. After the TTL InfraBox is asked again, so a later grant takes effect.
     """
@@ -188,7 +194,9 @@ class TriggerPermission:
                 f"trigger-refused:{key}", repr(self._clock()), self.ttl_s, only_if_absent=True
             )
         except StateUnavailable:
-            log.warning("could not record the trigger refusal of %s: state store unavailable", key)
+            log.warning(
+                "could not record the trigger refusal of sha256:%s: state store unavailable", key[:12]
+            )
 
     async def refused_at(self, key: str) -> float | None:
         """When InfraBox refused this token's trigger call (within the TTL), or None."""
@@ -196,6 +204,48 @@ class TriggerPermission:
             value = await self._state.get(f"trigger-refused:{key}")
         except StateUnavailable as error:
             raise StateStoreUnavailable(str(error)) from error
+        return None if value is None else float(value)
+
+
+REJECTED_TOKEN_TTL_S = 300.0
+
+
+class RejectedTokens:
+    """Tokens InfraBox answered 401 for, by caller key, for `ttl_s` seconds (in the state store, so every
+    replica refuses them). The HTTP layer subscribes to close the sessions of a token as soon as it is
+    rejected here, and refuses its requests until `until()` passes, so sessions opened with made-up tokens
+    (the server can check only the form) do not stay open and crowd out real callers.
+    """
+
+    def __init__(
+        self, state: State, *, ttl_s: float = REJECTED_TOKEN_TTL_S, clock: Clock = time.time
+    ) -> None:
+        self.ttl_s = ttl_s
+        self._state = state
+        self._clock = clock
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(key)` whenever a token is rejected in this process."""
+        self._listeners.append(listener)
+
+    async def remember(self, key: str) -> None:
+        until = self._clock() + self.ttl_s
+        try:
+            await self._state.set(f"token-rejected:{key}", repr(until), self.ttl_s)
+        except StateUnavailable:
+            log.warning(
+                "could not record that InfraBox rejected sha256:%s: state store unavailable", key[:12]
+            )
+        for listener in self._listeners:
+            listener(key)
+
+    async def until(self, key: str) -> float | None:
+        """Until when the token of `key` is refused, or None. Fails open: InfraBox checks the token anyway."""
+        try:
+            value = await self._state.get(f"token-rejected:{key}")
+        except StateUnavailable:
+            return None
         return None if value is None else float(value)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -16,14 +19,21 @@ from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
 from mcp_ci_tools import __version__
-from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink
+from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink, UnsafeAuditFile
 from mcp_ci_tools.client import InfraBoxClient
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
 from mcp_ci_tools.domain.tokens import fingerprint, is_token, token_hash
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
 from mcp_ci_tools.inflight import InFlight
-from mcp_ci_tools.policy import WINDOW_SECONDS, Budget, ReadBudgets, StateContinuity, TriggerPermission
+from mcp_ci_tools.policy import (
+    WINDOW_SECONDS,
+    Budget,
+    ReadBudgets,
+    RejectedTokens,
+    StateContinuity,
+    TriggerPermission,
+)
 from mcp_ci_tools.publish import CompactToolList
 from mcp_ci_tools.state import State, open_state
 from mcp_ci_tools.tools import ArgumentCheck, Caller, Deps, register_all
@@ -32,7 +42,16 @@ if TYPE_CHECKING:
     import httpx
     from limits.aio.storage import Storage
 
-__all__ = ["INSTRUCTIONS", "InfraBoxTokenVerifier", "build_deps", "build_server"]
+__all__ = [
+    "INSTRUCTIONS",
+    "InfraBoxTokenVerifier",
+    "build_deps",
+    "build_server",
+    "rejected_tokens",
+    "repair_audit_log",
+]
+
+log = logging.getLogger("mcp_ci_tools")
 
 INSTRUCTIONS = """\
 Tools for the InfraBox CI. Read before you act: diagnose_build explains a red build in one call. Then choose
@@ -40,6 +59,32 @@ the smallest action: rerun_job (one job), restart_job (a job and its downstream 
 build). Trigger tools (restart_*, rerun_job, abort_*) share a small budget (InfraBox allows 5 a minute and
 counts refused calls), are audited, and are never retried automatically: if one reports an unknown outcome,
 check the state before trying again. whoami shows whether triggering is allowed and the budgets left."""
+
+
+def repair_audit_log(path: Path) -> bool:
+    """At start-up: check the audit file and repair a torn tail now, not at the first trigger call.
+
+    Returns whether the file can be used. If not, one warning line names `MCP_CI_AUDIT_LOG` and the reason;
+    the server still starts (reads work), and trigger tools refuse, as they do whenever the audit fails.
+    """
+    try:
+        quarantined = JsonlFileSink(path).repair()
+    except OSError as error:
+        reason = str(error) if isinstance(error, UnsafeAuditFile) else error.strerror or type(error).__name__
+        log.warning(
+            "audit log unusable (MCP_CI_AUDIT_LOG=%s): %s; trigger tools refuse until it is fixed",
+            path,
+            " ".join(reason.split()),
+        )
+        return False
+    if quarantined:
+        log.warning(
+            "audit log %s ended in a torn line: %d byte(s) kept in %s.torn and recorded as a torn record",
+            path,
+            quarantined,
+            path,
+        )
+    return True
 
 
 def _new_request_id() -> str:
@@ -70,13 +115,13 @@ def _http_caller(client: InfraBoxClient) -> Callable[[], Caller]:
         access = get_access_token()
         if access is None:  # the HTTP apps require authentication before any MCP handling
             raise RuntimeError("no authenticated caller for this request")
-        return Caller(fingerprint=fingerprint(access.token), client=client.with_token(access.token))
+        return Caller.of(access.token, client.with_token(access.token))
 
     return caller
 
 
 def _fixed_caller(client: InfraBoxClient, token: str) -> Callable[[], Caller]:
-    fixed = Caller(fingerprint=fingerprint(token), client=client.with_token(token))
+    fixed = Caller.of(token, client.with_token(token))
     return lambda: fixed
 
 
@@ -89,6 +134,7 @@ def build_deps(
     clock: Clock = time.time,
     sleep: Sleep = anyio.sleep,
     new_request_id: Callable[[], str] = _new_request_id,
+    rejected: RejectedTokens | None = None,
 ) -> Deps:
     """Everything the tools need, built from `settings` around the given client, state store and sink."""
     shared_storage = lambda: state.storage  # noqa: E731 - read when the first budget check runs
@@ -144,6 +190,7 @@ def build_deps(
         dedupe=Dedupe(state, window_s=settings.dedupe_seconds, in_flight_ttl_s=600, clock=clock),
         confirm_tools=frozenset(settings.confirm),
         max_wait_s=settings.max_wait,
+        rejected=rejected or RejectedTokens(state, clock=clock),
     )
 
 
@@ -230,4 +277,14 @@ def build_server(
     )
     for name, fn in register_all(server, deps).items():
         arguments.learn(name, fn)
+    _REJECTED[server] = deps.rejected
     return server
+
+
+_REJECTED: weakref.WeakKeyDictionary[MCPServer, RejectedTokens] = weakref.WeakKeyDictionary()
+
+
+def rejected_tokens(server: MCPServer) -> RejectedTokens:
+    """The record of tokens InfraBox rejected that `build_server` gave this server's tools: the HTTP layer
+    subscribes to it to close their sessions and refuse their requests."""
+    return _REJECTED[server]

@@ -67,7 +67,8 @@ class ArgumentCheck(Extension):
         record = AuditRecord(
             event="result",
             tool=tool,
-            token=self._deps.caller().fingerprint,
+            token=(caller := self._deps.caller()).fingerprint,
+            token_sha256=caller.key,
             request_id=self._deps.new_request_id(),
             decision="denied",
             outcome="denied",

@@ -8,18 +8,30 @@ from dataclasses import dataclass
 from mcp_ci_tools.audit import AuditLog
 from mcp_ci_tools.client import InfraBoxClient
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
+from mcp_ci_tools.domain.tokens import fingerprint, token_hash
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
-from mcp_ci_tools.policy import Budget, ReadBudgets, StateContinuity, TriggerPermission
+from mcp_ci_tools.policy import Budget, ReadBudgets, RejectedTokens, StateContinuity, TriggerPermission
 
 __all__ = ["Caller", "Deps"]
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: their token's fingerprint, and a client that sends their token and no other."""
+    """Who is calling, and a client that sends their token and no other.
+
+    `key` (the token's full SHA-256 in hex) keys everything kept per caller: budgets, guards, the learned
+    permission, state-store records, sessions. `fingerprint` (its first 12 hex digits) is only for people to
+    read in errors, logs and the audit: 48 bits can be collided on purpose, 256 cannot.
+    """
 
     fingerprint: str
+    key: str
     client: InfraBoxClient
+
+    @classmethod
+    def of(cls, token: str, client: InfraBoxClient) -> Caller:
+        """The caller of `token`; `client` must already send `token` (`InfraBoxClient.with_token`)."""
+        return cls(fingerprint=fingerprint(token), key=token_hash(token), client=client)
 
 
 @dataclass(frozen=True)
@@ -41,3 +53,4 @@ class Deps:
     dedupe: Dedupe
     confirm_tools: frozenset[str]
     max_wait_s: int  # wait_for_build's longest wait (MCP_CI_MAX_WAIT)
+    rejected: RejectedTokens  # tokens InfraBox answered 401 for: their sessions are closed (HTTP)

@@ -23,7 +23,7 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Decision, Outcome
-from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, WriteAnswer
+from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, TokenRejected, WriteAnswer
 from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate
 from mcp_ci_tools.policy import (
     BudgetExhausted,
@@ -66,7 +66,13 @@ class _Call(Generic[AnswerT]):
 
     @property
     def fingerprint(self) -> str:
+        """For people: errors and logs."""
         return self.caller.fingerprint
+
+    @property
+    def key(self) -> str:
+        """For state: every budget, guard and record of this caller (guards name the parameter fingerprint)."""
+        return self.caller.key
 
     @property
     def budget_left(self) -> BudgetState:
@@ -99,6 +105,7 @@ class _Call(Generic[AnswerT]):
             event=event,
             tool=self.trigger.tool,
             token=self.fingerprint,
+            token_sha256=self.key,
             request_id=self.request_id,
             decision=decision,
             outcome=outcome,
@@ -140,12 +147,12 @@ async def _project(call: _Call[Any]) -> None:
 
 
 async def _permission(call: _Call[Any]) -> None:
-    await call.deps.permission.check(call.fingerprint)
+    await call.deps.permission.check(call.key)
 
 
 def _dedupe_key(call: _Call[Any]) -> str:
     arguments = {"project_id": str(call.project), f"{call.trigger.kind}_id": str(call.target)}
-    return call.deps.dedupe.key(call.fingerprint, call.trigger.tool, arguments)
+    return call.deps.dedupe.key(call.key, call.trigger.tool, arguments)
 
 
 async def _claim(call: _Call[Any]) -> None:
@@ -163,7 +170,7 @@ async def _no_identical_call(call: _Call[Any]) -> None:
 async def _restart_loop(call: _Call[Any]) -> None:
     if call.trigger.loop_guarded:
         call.lineage = await call.deps.lineage.of(str(call.project), call.trigger.kind, str(call.target))
-        await call.deps.restart_guard.check(call.fingerprint, call.lineage)
+        await call.deps.restart_guard.check(call.key, call.lineage)
 
 
 async def _confirmed(call: _Call[Any]) -> None:
@@ -173,14 +180,14 @@ async def _confirmed(call: _Call[Any]) -> None:
 
 async def _take_budget(call: _Call[Any]) -> None:
     await call.deps.continuity.check()  # a budget the store lost cannot be trusted for a window
-    call.budget, call.budget_hit = await call.deps.trigger_budget.take_refundable(call.fingerprint)
+    call.budget, call.budget_hit = await call.deps.trigger_budget.take_refundable(call.key)
 
 
 async def _budget_has_room(call: _Call[Any]) -> None:
     await call.deps.continuity.check()
     budget = call.deps.trigger_budget
-    if not await budget.has_room(call.fingerprint):
-        raise BudgetExhausted(budget.name, await budget.peek(call.fingerprint))
+    if not await budget.has_room(call.key):
+        raise BudgetExhausted(budget.name, await budget.peek(call.key))
 
 
 async def _audit_attempt(call: _Call[Any]) -> None:
@@ -283,7 +290,7 @@ async def _replay(call: _Call[AnswerT], duplicate: Duplicate) -> TriggerDone[Ans
         raise to_tool_error(duplicate, call.about()) from None
     answer = _rebuilt(call.trigger, first)
     try:
-        budget = await call.deps.trigger_budget.peek(call.fingerprint)
+        budget = await call.deps.trigger_budget.peek(call.key)
     except PolicyDenied as error:
         raise to_tool_error(error, call.about()) from None
     return TriggerDone(answer, budget, first.request_id or call.request_id, replayed_after_s=duplicate.age_s)
@@ -316,7 +323,7 @@ async def _send(call: _Call[AnswerT]) -> TriggerDone[AnswerT]:
 
 async def _count_restart(call: _Call[Any]) -> None:
     if call.lineage is not None:
-        await call.deps.restart_guard.record(call.fingerprint, call.lineage)
+        await call.deps.restart_guard.record(call.key, call.lineage)
 
 
 async def _settle(call: _Call[Any], record: DedupeRecord) -> None:
@@ -343,7 +350,9 @@ async def _succeeded(call: _Call[AnswerT], answer: AnswerT, sent_at: float) -> N
 async def _failed(call: _Call[Any], error: InfraBoxError, sent_at: float) -> NoReturn:
     unknown = isinstance(error, OutcomeUnknown)
     if isinstance(error, Forbidden) and error.kind == "no_trigger_permission":
-        await call.deps.permission.learn_refusal(call.fingerprint)
+        await call.deps.permission.learn_refusal(call.key)
+    if isinstance(error, TokenRejected):
+        await call.deps.rejected.remember(call.key)
     record = call.record(
         "result",
         decision="allowed",

@@ -15,7 +15,7 @@ import anyio
 from mcp.types import ToolAnnotations
 
 from mcp_ci_tools.audit import AuditRecord, Decision, Outcome
-from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job, Page
+from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job, Page, TokenRejected
 from mcp_ci_tools.policy import PolicyDenied, parse_id
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
@@ -74,12 +74,14 @@ async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
 
 @dataclass(frozen=True)
 class ReadCall:
-    """What a read's fetch step gets: parsed ids, the request id to send and the caller's own client."""
+    """What a read's fetch step gets: parsed ids, the request id to send, the caller's own client, and the
+    caller's key for any budget it takes (`fingerprint` is for people to read)."""
 
     ids: dict[str, uuid.UUID]
     request_id: str
     client: InfraBoxClient
     fingerprint: str
+    key: str
 
     @property
     def project(self) -> uuid.UUID:
@@ -125,6 +127,7 @@ async def run_read(
             event="result",
             tool=tool,
             token=caller.fingerprint,
+            token_sha256=caller.key,
             request_id=request_id,
             decision=decision,
             outcome=outcome,
@@ -144,15 +147,23 @@ async def run_read(
             deps.scope.check(parsed["project_id"])
         if validate is not None:
             validate()
-        await deps.read_budgets.reserve(caller.fingerprint, needs)
+        await deps.read_budgets.reserve(caller.key, needs)
     except PolicyDenied as denied:
         audit("denied", "denied", reason=denied.reason)
         raise to_tool_error(denied, target) from None
     try:
         result = await fetch(
-            ReadCall(ids=parsed, request_id=request_id, client=caller.client, fingerprint=caller.fingerprint)
+            ReadCall(
+                ids=parsed,
+                request_id=request_id,
+                client=caller.client,
+                fingerprint=caller.fingerprint,
+                key=caller.key,
+            )
         )
     except InfraBoxError as error:
+        if isinstance(error, TokenRejected):
+            await deps.rejected.remember(caller.key)
         audit("allowed", "error", reason=audit_reason(error), http_status=error.status)
         raise to_tool_error(error, target) from None
     audit("allowed", "success", http_status=200, summary=detail(result) if detail else None)

@@ -72,7 +72,7 @@ def register(server: ToolHost, deps: Deps) -> None:
             jobs: list[Job] = page.items
             problems = [j for j in ordered if j.state in PROBLEM_STATES]
             left_out: list[str] = []
-            key = call.fingerprint
+            key = call.key
             wanted_logs = min(len(problems), MAX_LOG_FETCHES)
             wanted_tests = min(len(problems), MAX_TESTRUN_FETCHES)
             log_slots = await deps.read_budgets.take_up_to(key, "get_job_log", wanted_logs)

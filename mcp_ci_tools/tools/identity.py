@@ -32,6 +32,9 @@ class WhoamiResult(BaseModel):
     token_fingerprint: str = Field(
         description="sha256: + 12 hex digits; matches InfraBox's token_hash prefix"
     )
+    token_sha256: str = Field(
+        description="the token's full SHA-256 (InfraBox's token_hash): the key budgets and audit lines are kept by"
+    )
     trigger_permission: TriggerPermissionOut
     trigger_budget: BudgetOut | None = Field(description="null while the shared state store is unavailable")
     read_budgets: dict[str, BudgetOut] = Field(
@@ -45,7 +48,7 @@ def register(server: ToolHost, deps: Deps) -> None:
         name="whoami",
         title="Show this server's InfraBox identity and budgets",
         description=(
-            "Show which InfraBox this server talks to, the token's fingerprint (never the token), whether "
+            "Show which InfraBox this server talks to, the token's fingerprint and full SHA-256 (never the token), whether "
             "trigger tools (restart/rerun/abort) are allowed, and how much of the trigger and read budgets is left. "
             "Makes no request to InfraBox and uses no budget."
         ),
@@ -62,8 +65,8 @@ def register(server: ToolHost, deps: Deps) -> None:
         permission = deps.permission
         reset_until: float | None = None
         try:
-            budget: BudgetState | None = await deps.trigger_budget.peek(caller.fingerprint)
-            refused = await permission.refused_at(caller.fingerprint)
+            budget: BudgetState | None = await deps.trigger_budget.peek(caller.key)
+            refused = await permission.refused_at(caller.key)
             await deps.continuity.check()
         except StateReset as reset:
             reset_until = reset.until
@@ -89,6 +92,7 @@ def register(server: ToolHost, deps: Deps) -> None:
                 event="result",
                 tool="whoami",
                 token=caller.fingerprint,
+                token_sha256=caller.key,
                 request_id=deps.new_request_id(),
                 decision="allowed",
                 outcome="success",
@@ -99,13 +103,14 @@ def register(server: ToolHost, deps: Deps) -> None:
             server_version=__version__,
             infrabox_url=deps.infrabox_url,
             token_fingerprint=caller.fingerprint,
+            token_sha256=caller.key,
             trigger_permission=TriggerPermissionOut(
                 declared=permission.declared, refused_by_infrabox_at=refused_at, allowed=allowed
             ),
             trigger_budget=None if budget is None else BudgetOut.of(budget),
             read_budgets={
                 bucket: BudgetOut.of(state)
-                for bucket, state in (await deps.read_budgets.states(caller.fingerprint)).items()
+                for bucket, state in (await deps.read_budgets.states(caller.key)).items()
             },
             hint=hint,
         )

@@ -93,7 +93,7 @@ def register(server: ToolHost, deps: Deps) -> None:
                 await deps.sleep(min(delay, remaining))
                 delay = max(floor, min(delay * _BACKOFF, _MAX_DELAY_S))
                 try:
-                    await deps.read_budgets.reserve(call.fingerprint, _NEEDS)
+                    await deps.read_budgets.reserve(call.key, _NEEDS)
                 except BudgetExhausted as exhausted:
                     out_of_budget = True
                     note = (

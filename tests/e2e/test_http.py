@@ -22,7 +22,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_ci_tools.config import Settings
-from mcp_ci_tools.http_app import Gate, build_http_app
+from mcp_ci_tools.http_app import Gate, build_http_app, uvicorn_config
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
 from mcp_ci_tools.sandbox import db as sandbox_db
 from mcp_ci_tools.server import build_server
@@ -56,15 +56,7 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxHandle]:
 def serving(settings: Settings) -> Iterator[str]:
     """Our HTTP app on a free loopback port, in a thread; yields its base URL."""
     app = Gate(build_http_app(build_server(settings), settings), max_streams=settings.max_sessions)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        access_log=False,
-        ws="none",
-        timeout_graceful_shutdown=1,
-    )
+    config = uvicorn_config(app, settings, port=0, lifespan="auto", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -310,7 +302,9 @@ async def test_a_token_in_the_query_string_is_never_accepted(sandbox, tmp_path) 
         async with httpx.AsyncClient(base_url=base) as http:
             answer = await http.post(f"/mcp?access_token={ALICE}", json=INIT, headers=MCP_HEADERS)
 
-    assert answer.status_code == 401
+    # Refused before authentication, with or without a header (tests/e2e/test_http_hostile.py).
+    assert answer.status_code == 400
+    assert "Authorization: Bearer" in answer.text and ALICE not in answer.text
 
 
 async def test_the_bearer_scheme_name_is_case_insensitive(sandbox, tmp_path) -> None:

@@ -141,6 +141,8 @@ def test_stdio_leaves_nothing_behind_on_sigterm(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
 
+    assert process.returncode == -signal.SIGTERM  # as without --sandbox: ended by the signal
+
     assert _left_behind(tmp_path) == []
 
 

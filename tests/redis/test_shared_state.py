@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -132,7 +133,7 @@ async def test_redis_down_refuses_triggers_serves_reads_and_recovers(
         assert denied == [("abort_job", "state_unavailable"), ("abort_job", "state_reset")]
 
 
-async def test_redis_holds_fingerprints_never_tokens_and_every_key_expires(
+async def test_redis_holds_full_token_hashes_never_tokens_and_every_key_expires(
     redis_server, tmp_path, audit, clock, infrabox
 ) -> None:
     infrabox.delete(ABORT_PATH).respond(
@@ -162,7 +163,9 @@ async def test_redis_holds_fingerprints_never_tokens_and_every_key_expires(
         db.close()
     assert keys and all(key.startswith(b"mcp-ci-tools:") for key in keys)
     assert TOKEN.encode() not in dump and TOKEN[7:].encode() not in dump
-    assert b"sha256:9a7b30619557" in dump
+    # Keyed by the full SHA-256: a crafted token sharing the 12-digit fingerprint gets other keys.
+    assert hashlib.sha256(TOKEN.encode()).hexdigest().encode() in dump
+    assert b"sha256:9a7b30619557" not in dump
 
 
 async def test_an_unreachable_redis_at_startup_is_reported_with_the_password_masked(caplog) -> None:

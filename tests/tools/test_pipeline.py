@@ -69,12 +69,12 @@ async def test_a_trigger_of_a_toolset_that_is_not_served_is_refused_audited_and_
 
 async def _spend_budget(deps: Deps) -> None:
     for _ in range(5):
-        await deps.trigger_budget.take(deps.caller().fingerprint)
+        await deps.trigger_budget.take(deps.caller().key)
 
 
 async def _claim_identical_call(deps: Deps) -> None:
     key = deps.dedupe.key(
-        deps.caller().fingerprint, "restart_build", {"project_id": PROJECT_ID, "build_id": BUILD_ID}
+        deps.caller().key, "restart_build", {"project_id": PROJECT_ID, "build_id": BUILD_ID}
     )
     await deps.dedupe.claim(key)
 
@@ -82,11 +82,11 @@ async def _claim_identical_call(deps: Deps) -> None:
 async def _fill_restart_window(deps: Deps) -> None:
     lineage = await deps.lineage.of(PROJECT_ID, "build", BUILD_ID)
     for _ in range(3):
-        await deps.restart_guard.record(deps.caller().fingerprint, lineage)
+        await deps.restart_guard.record(deps.caller().key, lineage)
 
 
 async def _learn_refusal(deps: Deps) -> None:
-    await deps.permission.learn_refusal(deps.caller().fingerprint)
+    await deps.permission.learn_refusal(deps.caller().key)
 
 
 async def _nothing(deps: Deps) -> None:
@@ -128,11 +128,11 @@ async def test_a_preview_that_passes_changes_nothing_and_the_call_then_goes_thro
 ) -> None:
     route = infrabox.post(RESTART_PATH).respond(200, json={"build_id": NEW_ID, "restart_counter": 2})
     deps = _deps(tmp_path, clock, audit, confirm=("restart_build",))
-    fingerprint = deps.caller().fingerprint
+    key = deps.caller().key
 
     for _ in range(3):
         assert await would_send(deps, RESTART_BUILD, PROJECT_ID, BUILD_ID) is True
-    assert (await deps.trigger_budget.peek(fingerprint)).remaining == 5
+    assert (await deps.trigger_budget.peek(key)).remaining == 5
     assert audit.records == []
 
     with pytest.raises(ToolError, match="did not confirm"):

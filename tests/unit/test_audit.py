@@ -13,10 +13,17 @@ import pytest
 from mcp_ci_tools.audit import AuditLog, AuditRecord, AuditUnavailable, JsonlFileSink
 from tests.conftest import BrokenSink, FakeClock, ListSink
 
+TOKEN_SHA256 = "0123456789abefefefefefefefefefefefefefefefefefefefefefefefefefef"
+
 
 def record(**overrides: Any) -> AuditRecord:
     base = AuditRecord(
-        event="result", tool="abort_job", token="sha256:0123456789ab", request_id="r-1", decision="allowed"
+        event="result",
+        tool="abort_job",
+        token="sha256:0123456789ab",
+        token_sha256=TOKEN_SHA256,
+        request_id="r-1",
+        decision="allowed",
     )
     return dataclasses.replace(base, **overrides)
 
@@ -35,6 +42,7 @@ def test_a_record_is_one_json_line_with_timestamp_and_fingerprint() -> None:
         "ts": "2027-01-15T08:00:00.250Z",
         "token": "sha256:0123456789ab",
         "event": "result",
+        "token_sha256": TOKEN_SHA256,
         "tool": "abort_job",
         "request_id": "r-1",
         "decision": "allowed",

@@ -28,6 +28,7 @@ def record(request_id: str, padding: int = 0) -> AuditRecord:
         event="attempt",
         tool="restart_job",
         token="sha256:0123456789ab",
+        token_sha256="0123456789abefefefefefefefefefefefefefefefefefefefefefefefefefef",
         request_id=request_id,
         decision="allowed",
         detail={"padding": "p" * padding} if padding else {},

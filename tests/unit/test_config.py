@@ -158,11 +158,17 @@ def test_allowed_hosts_and_origins_are_repeatable_and_comma_separated() -> None:
     assert (
         settings.max_body_bytes,
         settings.max_sessions,
+        settings.max_sessions_per_token,
+        settings.max_connections,
+        settings.header_timeout,
         settings.session_idle_timeout,
         settings.shutdown_grace,
     ) == (
         4 * 1024 * 1024,
         1000,
+        16,
+        1000,
+        10.0,
         600.0,
         10.0,
     )
@@ -173,6 +179,10 @@ def test_allowed_hosts_and_origins_are_repeatable_and_comma_separated() -> None:
     [
         (["--transport", "websocket"], "MCP_CI_TRANSPORT"),
         (["--transport", "http", "--port", "70000"], "MCP_CI_PORT"),
+        (["--transport", "http", "--max-sessions-per-token", "0"], "MCP_CI_MAX_SESSIONS_PER_TOKEN"),
+        (["--transport", "http", "--max-connections", "0"], "MCP_CI_MAX_CONNECTIONS"),
+        (["--transport", "http", "--header-timeout", "0"], "MCP_CI_HEADER_TIMEOUT"),
+        (["--transport", "http", "--header-timeout", "soon"], "MCP_CI_HEADER_TIMEOUT"),
     ],
 )
 def test_bad_transport_settings_name_their_variable(flags: list[str], variable: str) -> None:
@@ -237,6 +247,9 @@ SETTINGS = [
     ("allowed_origins", "MCP_CI_ALLOWED_ORIGINS", "--allowed-origin", "https://o", ("https://o",)),
     ("max_body_bytes", "MCP_CI_MAX_BODY_BYTES", "--max-body-bytes", "2048", 2048),
     ("max_sessions", "MCP_CI_MAX_SESSIONS", "--max-sessions", "5", 5),
+    ("max_sessions_per_token", "MCP_CI_MAX_SESSIONS_PER_TOKEN", "--max-sessions-per-token", "2", 2),
+    ("max_connections", "MCP_CI_MAX_CONNECTIONS", "--max-connections", "50", 50),
+    ("header_timeout", "MCP_CI_HEADER_TIMEOUT", "--header-timeout", "2.5", 2.5),
     ("session_idle_timeout", "MCP_CI_SESSION_IDLE_TIMEOUT", "--session-idle-timeout", "60", 60.0),
     ("shutdown_grace", "MCP_CI_SHUTDOWN_GRACE", "--shutdown-grace", "0", 0.0),
     ("state_url", "MCP_CI_STATE_URL", "--state-url", "redis://redis:6379/0", "redis://redis:6379/0"),
