@@ -6,11 +6,13 @@ In this order, on every request:
    up in proxy and access logs. Its value is never echoed or logged.
 2. More than one `Authorization` header, or one holding several credentials, is refused (400): picking one
    of them would let a caller be taken for somebody else.
-3. A token InfraBox answered 401 for (`policy.RejectedTokens`, shared by every replica) is refused (401)
+3. A request to an MCP path without a usable bearer token gets a 401 (400 for a malformed header) that says
+   what was wrong and what is expected, with RFC 6750 semantics; the credential is never echoed.
+4. A token InfraBox answered 401 for (`policy.RejectedTokens`, shared by every replica) is refused (401)
    until its record expires, and its sessions here are closed.
-4. A POST body to `/mcp` or `/messages/` must be one JSON-RPC message (JSON, the JSON content type, a sane
+5. A POST body to `/mcp` or `/messages/` must be one JSON-RPC message (JSON, the JSON content type, a sane
    id); anything else is a 4xx and one log line, never a traceback, never the body.
-5. A request that opens a session (a 2025-era Streamable HTTP POST without `Mcp-Session-Id`, an SSE GET)
+6. A request that opens a session (a 2025-era Streamable HTTP POST without `Mcp-Session-Id`, an SSE GET)
    is refused (429) while the token has `max_per_token` sessions and streams open.
 
 The SDK's auth middleware, inside this one, still checks the token's form and binds sessions to it.
@@ -95,6 +97,56 @@ def _authorization(scope: Scope) -> tuple[bool, str | None]:
         return True, None
     match = _BEARER.fullmatch(values[0].strip())
     return False, match.group(1) if match else None
+
+
+_EXPECTED = "send your InfraBox MCP token as 'Authorization: Bearer ib_mcp_<48 hex digits>'"
+
+
+def _unauthenticated_reason(scope: Scope) -> str:
+    values = [value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"authorization"]
+    if not values:
+        return "no credentials"
+    scheme = values[0].strip().split(" ", 1)[0]
+    if scheme.lower() != "bearer":
+        return "not a Bearer credential"
+    return "a malformed Bearer credential" if _BEARER.fullmatch(values[0].strip()) is None else "not a token"
+
+
+def _unauthenticated(scope: Scope) -> Callable[[Send], Awaitable[None]]:
+    """The 401 (or 400) for a request without a usable bearer token, with RFC 6750 semantics: no error code
+    when no bearer credentials were sent, `invalid_request` for a malformed header, `invalid_token` for a
+    token of the wrong form. It names what was wrong and what is expected; it never echoes the credential."""
+    reason = _unauthenticated_reason(scope)
+    if reason == "no credentials":
+        status, code, text = 401, None, f"No credentials: {_EXPECTED}. Tokens in the URL are refused."
+    elif reason == "not a Bearer credential":
+        status, code, text = 401, None, f"This server takes Bearer tokens only: {_EXPECTED}."
+    elif reason == "a malformed Bearer credential":
+        status, code = 400, "invalid_request"
+        text = (
+            f"The Authorization header is malformed (one space, then the token, nothing else): {_EXPECTED}."
+        )
+    else:
+        status, code = 401, "invalid_token"
+        text = (
+            "The bearer token is not an InfraBox MCP token (ib_mcp_ followed by 48 lowercase hex digits): "
+            "check that the whole token was copied, or create one in the InfraBox UI."
+        )
+    challenge = 'Bearer realm="mcp-ci-tools"' + (
+        f', error="{code}", error_description="{text}"' if code else ""
+    )
+    body = json.dumps({"error": code, "error_description": text} if code else {"error_description": text})
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"www-authenticate", challenge.encode("latin-1")),
+    ]
+
+    async def respond(send: Send) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    return respond
 
 
 class _BadBody(Exception):
@@ -217,8 +269,12 @@ class CallerGuard:
             )(send)
             return
         mcp_paths = (self._mcp_path, self._sse_path, self._message_path.rstrip("/"), self._message_path)
-        if token is None or not is_token(token) or scope["path"] not in mcp_paths:
-            await self.app(scope, receive, send)  # no usable token: the SDK answers 401 for MCP paths
+        if scope["path"] not in mcp_paths:
+            await self.app(scope, receive, send)
+            return
+        if token is None or not is_token(token):
+            log.info("refused %s: %s", where, _unauthenticated_reason(scope))
+            await _unauthenticated(scope)(send)
             return
         key = token_hash(token)
         if not await self._not_rejected(key, where, send):

@@ -297,6 +297,53 @@ async def test_requests_without_a_valid_token_get_401_and_nothing_reaches_infrab
     assert access_log(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("authorization", "status", "challenge", "says"),
+    [
+        (None, 401, 'Bearer realm="mcp-ci-tools"', "No credentials: send your InfraBox MCP token as"),
+        ("Basic YWxpY2U6cHc=", 401, 'Bearer realm="mcp-ci-tools"', "This server takes Bearer tokens only"),
+        ("Bearer", 400, 'Bearer realm="mcp-ci-tools", error="invalid_request"', "header is malformed"),
+        (f"Bearer {ALICE} extra", 400, 'Bearer realm="mcp-ci-tools", error="invalid_request"', "malformed"),
+        (
+            "Bearer not-a-token",
+            401,
+            'Bearer realm="mcp-ci-tools", error="invalid_token"',
+            "not an InfraBox MCP",
+        ),
+        (
+            f"Bearer {ALICE.upper()}",
+            401,
+            'Bearer realm="mcp-ci-tools", error="invalid_token"',
+            "48 lowercase",
+        ),
+    ],
+    ids=["none", "basic", "bearer-alone", "bearer-extra", "wrong-form", "upper-case"],
+)
+async def test_a_refusal_says_what_was_wrong_with_rfc_6750_semantics(
+    authorization, status, challenge, says, sandbox, tmp_path
+) -> None:
+    headers = dict(MCP_HEADERS)
+    if authorization:
+        headers["authorization"] = authorization
+    with serving(http_settings(sandbox, tmp_path)) as base:
+        async with httpx.AsyncClient(base_url=base) as http:
+            answer = await http.post("/mcp", json=INIT, headers=headers)
+            discovery = await http.get("/.well-known/oauth-protected-resource")
+
+    assert answer.status_code == status
+    assert answer.headers["www-authenticate"].startswith(challenge)
+    assert (
+        "resource_metadata" not in answer.headers["www-authenticate"]
+    )  # no OAuth metadata that does not exist
+    assert discovery.status_code == 404
+    body = answer.json()
+    assert says in body["error_description"]
+    if "invalid_token" not in challenge:  # the caller is told what to send
+        assert "'Authorization: Bearer ib_mcp_<48 hex digits>'" in body["error_description"]
+    assert ("error" in body) == ("error=" in challenge)  # no error code when no bearer credentials came
+    assert ALICE not in answer.text and ALICE.upper() not in answer.text  # never echoed
+
+
 async def test_a_token_in_the_query_string_is_never_accepted(sandbox, tmp_path) -> None:
     with serving(http_settings(sandbox, tmp_path)) as base:
         async with httpx.AsyncClient(base_url=base) as http:
