@@ -9,6 +9,19 @@ Each secret found is replaced by `[MASKED:<kind>]`:
   without an END masks to the end of the text, an END without a BEGIN from its start;
 - `aws-access-key-id`: AKIA/ASIA and 16 more characters;
 - `url-password`: the password in `scheme://user:password@host` (the user may be empty).
+- the service tokens CI logs leak, each by its literal prefix and shape (see `KINDS` for the full list):
+  GitHub (`github-pat` ghp_, `github-oauth` gho_, `github-user-to-server` ghu_, `github-server-to-server`
+  ghs_, `github-refresh` ghr_, `github-fine-grained-pat` github_pat_), `gitlab-token` (glpat- and the other
+  gl*- prefixes), `slack-token` (xoxa/b/e/p/r/s-), `slack-webhook` (the path after hooks.slack.com/),
+  `npm-token`, `stripe-key`, `google-api-key`, `sendgrid-api-key`, `pypi-token`, `dockerhub-pat`,
+  `vault-token`, `openai-api-key`, `anthropic-api-key`, `jwt` (eyJ….eyJ….signature);
+- `aws-secret-access-key`: the value of `aws_secret_access_key` / `AWS_SECRET_ACCESS_KEY` (= or :);
+- `azure-storage-key`: the value of `AccountKey=` in a connection string;
+- `basic-auth`: the credentials after `Authorization: Basic`;
+- `cli-password`: the value after `--password` / `--password=`, and after `-p` in a `docker login` line;
+- `secret-assignment`: the value of `password`, `passwd`, `secret`, `token` or `api_key` / `api-key`
+  assigned with `=` or `:` (also as the end of a longer name: `DB_PASSWORD=`, `"github_token": "…"`); the
+  name stays, and a value of asterisks only (`password: ********`) is left alone.
 
 Newlines are kept, so line numbers survive masking, and masking masked text changes nothing.
 """
@@ -16,10 +29,11 @@ Newlines are kept, so line numbers survive masking, and masking masked text chan
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 
 from mcp_ci_tools.domain.tokens import TOKEN_PREFIX
 
-__all__ = ["Span", "describe_value", "mask", "mask_secrets", "mask_with_spans", "starts_in_key"]
+__all__ = ["KINDS", "Span", "describe_value", "mask", "mask_secrets", "mask_with_spans", "starts_in_key"]
 
 _TOKEN = re.compile(rf"{TOKEN_PREFIX}[0-9A-Za-z]+")
 _TOKEN_MIN_CHARS = 16
@@ -28,6 +42,103 @@ _BEARER = re.compile(r"(?i)bearer(?<!\w......)[ \t]+([^\s'\"`<>()\[\]{},;]+)")
 _AWS_KEY_ID = re.compile(r"A[KS]IA[A-Z0-9]{16}")
 # The literal "://" keeps it fast.
 _URL_PASSWORD = re.compile(r"://[^\s/:@'\"]{0,256}:([^\s/@'\"]{1,256})@")
+# Service tokens: (kind, pattern, needles). A pattern runs only when one of its literal needles is in the
+# text (a substring scan is several times faster than re's), and each starts with such a literal.
+_PREFIXED: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = tuple(
+    (kind, re.compile(pattern), needles)
+    for kind, pattern, needles in (
+        ("github-pat", r"ghp_[0-9A-Za-z]{36,255}", ("ghp_",)),
+        ("github-oauth", r"gho_[0-9A-Za-z]{36,255}", ("gho_",)),
+        ("github-user-to-server", r"ghu_[0-9A-Za-z]{36,255}", ("ghu_",)),
+        ("github-server-to-server", r"ghs_[0-9A-Za-z]{36,255}", ("ghs_",)),
+        ("github-refresh", r"ghr_[0-9A-Za-z]{36,255}", ("ghr_",)),
+        ("github-fine-grained-pat", r"github_pat_[0-9A-Za-z_]{22,255}", ("github_pat_",)),
+        (
+            "gitlab-token",
+            r"gl(?:pat|dt|rt|ptt|soat|cbt|imt|agent|ffct|oas|ft|cf)-[0-9A-Za-z_\-]{20,255}",
+            (
+                "glpat-",
+                "gldt-",
+                "glrt-",
+                "glptt-",
+                "glsoat-",
+                "glcbt-",
+                "glimt-",
+                "glagent-",
+                "glffct-",
+                "gloas-",
+                "glft-",
+                "glcf-",
+            ),
+        ),
+        ("slack-token", r"xox[abeprs]-[0-9A-Za-z\-]{10,255}", ("xox",)),
+        (
+            "slack-webhook",
+            r"(?<=hooks\.slack\.com/)(?:services|workflows|triggers)/[0-9A-Za-z+/_\-]{20,255}",
+            ("hooks.slack.com/",),
+        ),
+        ("npm-token", r"npm_[0-9A-Za-z]{36,255}", ("npm_",)),
+        ("stripe-key", r"[rs]k_(?:live|test|prod)_[0-9A-Za-z]{10,255}", ("k_live_", "k_test_", "k_prod_")),
+        ("google-api-key", r"AIza[0-9A-Za-z_\-]{35}", ("AIza",)),
+        ("sendgrid-api-key", r"SG\.[0-9A-Za-z_\-]{22}\.[0-9A-Za-z_\-]{43}", ("SG.",)),
+        ("pypi-token", r"pypi-AgEIcHlwaS5vcmc[0-9A-Za-z_\-]{20,}", ("pypi-AgEI",)),
+        ("dockerhub-pat", r"dckr_pat_[0-9A-Za-z_\-]{20,255}", ("dckr_pat_",)),
+        ("vault-token", r"hv[sb]\.[0-9A-Za-z_\-]{24,512}", ("hvs.", "hvb.")),
+        ("anthropic-api-key", r"sk-ant-[a-z]{3,8}\d\d-[0-9A-Za-z_\-]{32,255}", ("sk-ant-",)),
+        (
+            "openai-api-key",
+            r"sk-(?:proj-|svcacct-|admin-)?[0-9A-Za-z_\-]{16,255}T3BlbkFJ[0-9A-Za-z_\-]{16,255}"
+            r"|sk-(?:proj|svcacct|admin)-[0-9A-Za-z_\-]{40,255}",
+            ("T3BlbkFJ", "sk-proj-", "sk-svcacct-", "sk-admin-"),
+        ),
+        ("jwt", r"eyJ[0-9A-Za-z_\-]{5,}\.eyJ[0-9A-Za-z_\-]{5,}\.[0-9A-Za-z_\-]*", (".eyJ",)),
+    )
+)
+# Values after a name, in any case: (kind, pattern whose group "value" is masked, needles). The patterns are
+# lowercase and run on the lowercased text (the same length when the text is ASCII), where re's literal
+# prefix scan works; otherwise they run case-insensitively on the text itself.
+# A value is not masked when it is asterisks only, a $VAR or %VAR% reference, a short number, or a literal
+# such as true/none; after a colon, a bare lowercase word ("token: expired") is prose, not a value.
+_END = r"(?:[\s\"',;]|$)"
+_VALUE = (
+    rf"(?P<quote>[\"'])?(?P<value>(?!\[masked:|-----|[$%])(?!(?:\*+|\d{{1,6}}|true|false|none|null|nil|undefined){_END})"
+    r"(?(quote)[^\"'\n]{1,512}|[^\s\"'`,;&<>(){}\[\]]{1,512}))"
+)
+_NAMED = rf"[\"']?[ \t]*(?:=[ \t]*|:[ \t]*(?=[\"']|(?![a-z]+{_END})))"
+_ASSIGNED: tuple[tuple[str, re.Pattern[str], re.Pattern[str], tuple[str, ...]], ...] = tuple(
+    (kind, re.compile(pattern), re.compile(pattern, re.IGNORECASE), needles)
+    for kind, pattern, needles in (
+        ("aws-secret-access-key", rf"aws_secret_access_key{_NAMED}{_VALUE}", ("aws_secret_access_key",)),
+        ("azure-storage-key", rf"accountkey={_VALUE}", ("accountkey=",)),
+        (
+            "basic-auth",
+            rf"authorization[\"']?[ \t]*[:=][ \t]*[\"']?basic[ \t]+{_VALUE}",
+            ("authorization",),
+        ),
+        ("cli-password", rf"--password(?:=|[ \t]+){_VALUE}", ("--password",)),
+        ("secret-assignment", rf"passw(?:or)?d{_NAMED}{_VALUE}", ("passw",)),
+        ("secret-assignment", rf"secret{_NAMED}{_VALUE}", ("secret",)),
+        ("secret-assignment", rf"token{_NAMED}{_VALUE}", ("token",)),
+        ("secret-assignment", rf"api[_\-]?key{_NAMED}{_VALUE}", ("api",)),
+    )
+)
+# `-p <password>` counts only on a `docker login` line, and there every `-p` does.
+_DOCKER_LOGIN = re.compile(r"docker(?:-compose)?[ \t]+login\b[^\n]*", re.IGNORECASE)
+_DASH_P = re.compile(rf"[ \t]-p[ \t]*{_VALUE}", re.IGNORECASE)
+# Every kind of secret masked, each as `[MASKED:<kind>]`.
+KINDS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [
+            "infrabox-token",
+            "bearer",
+            "private-key",
+            "aws-access-key-id",
+            "url-password",
+            *(kind for kind, _, _ in _PREFIXED),
+            *(kind for kind, _, _, _ in _ASSIGNED),
+        ]
+    )
+)
 _KEY_MARKER = re.compile(r"-----(BEGIN|END) [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 _KEY_MARKER_REACH = 60
 _PRIVATE_KEY = "private-key"
@@ -103,7 +214,8 @@ def _secret_regions(text: str, starts_in_key: bool) -> list[tuple[int, int, str]
     regions: list[tuple[int, int, str]] = []
     inside_key = starts_in_key
     body_start = 0
-    for marker in _KEY_MARKER.finditer(text):
+    markers = list(_KEY_MARKER.finditer(text))
+    for marker in markers:
         if marker.group(1) == "BEGIN" and not inside_key:
             inside_key = True
             body_start = marker.end()
@@ -122,7 +234,25 @@ def _secret_regions(text: str, starts_in_key: bool) -> list[tuple[int, int, str]
         regions.append((key_id.start(), key_id.end(), "aws-access-key-id"))
     for credentials in _URL_PASSWORD.finditer(text):
         regions.append((credentials.start(1), credentials.end(1), "url-password"))
+    for kind, pattern, needles in _PREFIXED:
+        if any(needle in text for needle in needles):
+            regions.extend((found.start(), found.end(), kind) for found in pattern.finditer(text))
+    lowered = text.lower()
+    same_positions = len(lowered) == len(text)  # then every character was lowered to exactly one
+    for kind, lower_pattern, any_case, needles in _ASSIGNED:
+        if same_positions and not any(needle in lowered for needle in needles):
+            continue
+        found_in = lower_pattern.finditer(lowered) if same_positions else any_case.finditer(text)
+        regions.extend((found.start("value"), found.end("value"), kind) for found in found_in)
+    if "login" in lowered:
+        for line in _DOCKER_LOGIN.finditer(text):
+            regions.extend(
+                (found.start("value"), found.end("value"), "cli-password")
+                for found in _DASH_P.finditer(text, line.start(), line.end())
+            )
 
+    if markers:
+        regions = _around_markers(regions, [(marker.start(), marker.end()) for marker in markers])
     merged: list[tuple[int, int, str]] = []
     for start, end, kind in sorted(regions, key=lambda region: (region[0], -region[1])):
         if merged and start < merged[-1][1]:
@@ -131,6 +261,25 @@ def _secret_regions(text: str, starts_in_key: bool) -> list[tuple[int, int, str]
             continue
         merged.append((start, end, kind))
     return merged
+
+
+def _around_markers(regions: list[tuple[int, int, str]], markers: list[Span]) -> list[tuple[int, int, str]]:
+    """Other regions cut short before any key marker they reach: masking never breaks a marker, so a second
+    pass sees the same keys."""
+    starts = [start for start, _ in markers]
+    kept: list[tuple[int, int, str]] = []
+    for start, end, kind in regions:
+        if kind == _PRIVATE_KEY:
+            kept.append((start, end, kind))
+            continue
+        index = bisect_right(starts, start) - 1
+        if index >= 0 and markers[index][1] > start:
+            continue  # begins inside a marker
+        following = index + 1
+        if following < len(markers) and starts[following] < end:
+            end = starts[following]
+        kept.append((start, end, kind))
+    return kept
 
 
 def _masked_key_body(body: str) -> str:
