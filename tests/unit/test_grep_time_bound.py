@@ -1,0 +1,121 @@
+"""grep: user patterns are matched under a time bound, and mean exactly what Python's re makes of them."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from mcp_ci_tools.domain.logtext import (
+    GREP_TIME_LIMIT,
+    InvalidPattern,
+    PatternTooSlow,
+    compile_pattern,
+    grep,
+    tail,
+)
+from tests.leak_samples import GHP
+
+HOSTILE_LINE = "a" * 50 + "!"
+
+
+@pytest.mark.parametrize("pattern", [r"(a|a)*$", r"(a|aa)+$", r"(?:a|a|a)+$"])
+def test_a_catastrophic_pattern_is_refused_once_one_line_takes_a_quarter_of_the_budget(pattern: str) -> None:
+    log = "ok\n" + HOSTILE_LINE + "\nnever searched\n"
+    started = time.monotonic()
+
+    with pytest.raises(PatternTooSlow) as raised:
+        grep(log, pattern, max_bytes=1_000, time_limit=0.4)
+
+    assert time.monotonic() - started < 1.5
+    assert raised.value.line_number == 2
+    assert str(raised.value).startswith(f"grep pattern {pattern!r} took longer than 0.4 s to match line 2")
+
+
+def test_the_default_budget_bounds_the_whole_search() -> None:
+    assert 0 < GREP_TIME_LIMIT <= 2.0
+
+
+def test_a_search_that_runs_out_of_time_between_lines_stops_there_and_says_so() -> None:
+    ticks = iter(range(100))
+    log = "\n".join(f"line {n} match" for n in range(50))
+
+    result = grep(log, "match", context=0, max_bytes=10_000, time_limit=10, clock=lambda: float(next(ticks)))
+
+    assert result.search_complete is False
+    assert result.searched_lines == result.match_count == 9
+    assert result.text.split("\n")[-1] == "9:line 8 match"
+
+
+ORDINARY_PATTERNS = [
+    r"ERROR|FAILED",
+    r"^\s+at ",
+    r"\bfoo\b",
+    r"(?i)timeout",
+    r"\d{3,}",
+    r"exit code [1-9]\d*",
+    r"(?P<n>\w+)=(?P=n)",
+    r"a.*?b",
+    r"(?<=x)y",
+    r"(?<!x)y",
+    r"ab\Z",
+    r"[^\x00-\x7f]",
+    r"(?x) a b  # comment",
+    r"a{,3}",
+    r"a{,}",
+    r"{id}",
+    r"a{e<=1}",
+    r"x{2,3}y{z",
+    r"[]{]",
+    r"\$\{[^}]+\}",
+    r"(?i)ß",
+    r"(?a)\w+",
+    r"a++",
+    r"(?>a+)b",
+    r"",
+]
+LINES = [
+    "ERROR: exit code 12 at foo",
+    "   at com.example.Foo",
+    "foo=foo bar-12 ABC-123 x",
+    "timeout après 30s ß SS",
+    "xy ay aaab a{e<=1} {id}",
+    "${HOME} ]{",
+    "xxy{z",
+    "",
+]
+
+
+@pytest.mark.parametrize("pattern", ORDINARY_PATTERNS)
+def test_a_valid_pattern_finds_exactly_what_python_re_finds(pattern: str) -> None:
+    ours = compile_pattern(pattern)
+    stdlib = re.compile(pattern)
+
+    for line in LINES:
+        expected = stdlib.search(line)
+        found = ours.search(line)
+        assert (found.span() if found else None) == (expected.span() if expected else None), line
+
+
+@pytest.mark.parametrize("pattern", [r"[[:alpha:]]", r"[a--b]", r"[a&&b]"])
+def test_a_set_that_the_regex_package_would_read_differently_is_refused(pattern: str) -> None:
+    with pytest.raises(InvalidPattern, match="ambiguous set"):
+        compile_pattern(pattern)
+
+
+def test_grep_sees_terminal_safe_text_so_a_colour_split_secret_is_masked_and_lines_stay_true() -> None:
+    log = f"step 1\n\x1b[31mpush with {GHP[:6]}\x1b[0m{GHP[6:]}\x1b[0m\n\x1b]8;;https://evil/\x07docs\x1b]8;;\x07\ndone"
+
+    found = grep(log, "push|docs", context=0, max_bytes=1_000)
+    tailed = tail(log, tail_lines=10, max_bytes=1_000)
+
+    assert found.text == "2:push with [MASKED:github-pat]\n3:docs"
+    assert tailed.text == "step 1\npush with [MASKED:github-pat]\ndocs\ndone"
+    assert (tailed.first_line, tailed.masked_secrets, found.masked_secrets) == (1, 1, 1)
+    assert GHP[6:] not in found.text + tailed.text
+
+
+def test_a_pattern_cannot_match_an_escape_sequence_because_none_is_left() -> None:
+    assert grep("\x1b[31mred\x1b[0m\x07", r"\x1b|\x07", max_bytes=100).match_count == 0
+    assert grep("\x1b[31mred\x1b[0m\x07", "red␇", max_bytes=100).text == "1:red␇"
