@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from mcp_ci_tools.client import JobLog, TestRun
 from mcp_ci_tools.domain import logtext
 from mcp_ci_tools.domain.states import ACTIVE_STATES, FAILED_TEST_STATES
+from mcp_ci_tools.domain.terminal import terminal_safe
 from mcp_ci_tools.tools._views import BuildView, JobView, clip
 
 __all__ = [
@@ -40,7 +41,7 @@ class TestView(BaseModel):
 def _stack(stack: str | None) -> str | None:
     if not stack:
         return None
-    lines = stack.splitlines()
+    lines = terminal_safe(stack).split("\n")
     head = "\n".join(line[:300] for line in lines[:_STACK_LINES])
     if len(lines) > _STACK_LINES:
         head += f"\n… {len(lines) - _STACK_LINES} more lines"
@@ -55,7 +56,7 @@ def test_views(runs: list[TestRun], *, only_failed: bool, limit: int) -> tuple[l
         TestView(
             name=clip(r.name, 300),
             suite=clip(r.suite, 300),
-            state=r.state,
+            state=clip(r.state, 40),
             duration_s=r.duration,
             message=clip(r.message, 500),
             stack=_stack(r.stack),

@@ -14,6 +14,7 @@ from mcp_ci_tools.client import Build, Job
 from mcp_ci_tools.domain.actions import JobActions, downstream_of, possible_actions
 from mcp_ci_tools.domain.masking import mask
 from mcp_ci_tools.domain.states import ATTENTION_ORDER
+from mcp_ci_tools.domain.terminal import terminal_safe
 from mcp_ci_tools.domain.timestamps import parse_timestamp
 from mcp_ci_tools.policy import BudgetState
 
@@ -52,10 +53,10 @@ class BudgetOut(BaseModel):
 
 
 def clip(text: str | None, limit: int = _MESSAGE_CHARS) -> str | None:
-    """Mask secrets and cut the text to `limit` characters."""
+    """CI- or InfraBox-written text as the model may see it: terminal-safe, secrets masked, cut to `limit` characters."""
     if not text:
         return text
-    masked = mask(text)
+    masked = mask(terminal_safe(text))
     return masked if len(masked) <= limit else masked[: limit - 1] + "…"
 
 
@@ -109,9 +110,9 @@ class BuildView(BaseModel):
             restart_counter=build.restart_counter,
             branch=clip(build.branch, 200),
             commit_id=clip(build.commit_id, 80),
-            status=build.status,
-            created_at=build.created_at,
-            finished_at=build.finished_at,
+            status=clip(build.status, 40),
+            created_at=clip(build.created_at, 40),
+            finished_at=clip(build.finished_at, 40),
         )
 
 
@@ -156,7 +157,7 @@ def job_views(jobs: Sequence[Job], now: float, *, build_jobs: Sequence[Job] | No
         JobView(
             id=job.id,
             name=clip(job.name, 200),
-            state=job.state,
+            state=clip(job.state, 40),
             duration_s=duration_s(job.start_date, job.end_date, now),
             message=clip(job.message),
             actions=_actions(job, by_id, context),
