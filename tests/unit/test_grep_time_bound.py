@@ -28,13 +28,13 @@ def test_a_catastrophic_pattern_is_refused_once_one_line_takes_a_quarter_of_the_
     with pytest.raises(PatternTooSlow) as raised:
         grep(log, pattern, max_bytes=1_000, time_limit=0.4)
 
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # unbounded, it would run for hours
     assert raised.value.line_number == 2
     assert str(raised.value).startswith(f"grep pattern {pattern!r} took longer than 0.4 s to match line 2")
 
 
 def test_the_default_budget_bounds_the_whole_search() -> None:
-    assert 0 < GREP_TIME_LIMIT <= 2.0
+    assert 0 < GREP_TIME_LIMIT <= 1.0
 
 
 def test_a_search_that_runs_out_of_time_between_lines_stops_there_and_says_so() -> None:
