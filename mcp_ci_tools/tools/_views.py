@@ -174,4 +174,4 @@ def problem_first(jobs: Sequence[Job]) -> list[Job]:
 
 
 def state_counts(jobs: Iterable[Job]) -> dict[str, int]:
-    return dict(sorted(Counter(job.state or "unknown" for job in jobs).items()))
+    return dict(sorted(Counter(clip(job.state, 40) or "unknown" for job in jobs).items()))

@@ -15,7 +15,7 @@ from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._findings import BoundedLog, TestView, bounded_log, test_views
 from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._read import ReadCall, gather, read_annotations, run_read
-from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, fit
+from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, clip, fit
 
 __all__ = [
     "MAX_LOG_BYTES",
@@ -140,7 +140,7 @@ def register(server: ToolHost, deps: Deps) -> None:
             return JobLogResult(
                 project_id=project_id,
                 job_id=job_id,
-                job_state=job.state,
+                job_state=clip(job.state, 40),
                 untrusted=logtext.UNTRUSTED_NOTICE,
                 mode="tail" if pattern is None else "grep",
                 text=view.text,

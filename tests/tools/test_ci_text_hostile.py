@@ -21,6 +21,7 @@ from tests.leak_samples import GHP, LEAKS
 pytestmark = pytest.mark.anyio
 
 P = f"/projects/{PROJECT_ID}"
+OTHER_JOB = "aaaaaaaa-0000-4000-8000-000000000002"
 _BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
 ESCAPES = [
     "\x1b[31m",
@@ -202,6 +203,9 @@ async def test_diagnose_build_shows_hostile_build_job_and_log_text_masked_and_te
                 "failure",
                 f"docker login -p {LEAKS['cli-password'][1]} r.io\x07",
             ),
+            job(
+                OTHER_JOB, "\x1b]8;;https://evil.example/\x07lint", "finished\x1b[2J", "\x1b]52;c;eA==\x07ok"
+            ),
         ],
     )
     infrabox.get(f"{P}/jobs/{JOB_ID}/log").respond(200, json=hostile_log())
@@ -217,6 +221,10 @@ async def test_diagnose_build_shows_hostile_build_job_and_log_text_masked_and_te
     assert problem["job"]["message"] == "docker login -p [MASKED:cli-password] r.io␇"
     assert problem["log_tail"].endswith("FAILED tests/test_pay.py::test_refund\n")
     assert content["build"]["commit_id"] == "3f2a9c1"
+    assert content["state_counts"] == {"failure": 1, "finished": 1}
+    assert [(j["name"], j["state"], j["message"]) for j in content["other_jobs"]] == [
+        ("lint", "finished", "ok")
+    ]
     assert "'deploy [MASKED:github-pat]' is failure" in content["summary"]
     assert content["untrusted"].startswith("Untrusted CI output")
 
@@ -295,3 +303,18 @@ async def test_a_catastrophic_grep_is_refused_within_its_bound_and_blocks_no_oth
     assert after.structured_content["text"].endswith("\n2:ok")
     refused = [r for r in audit.records if r.get("reason") == "grep_too_slow"]
     assert len(refused) == 1 and refused[0]["outcome"] == "denied" and refused[0]["tool"] == "get_job_log"
+
+
+async def test_get_job_shows_hostile_job_fields_terminal_safe_and_masked(make_server, connect, infrabox):
+    hostile = job(JOB_ID, f"\x1b[8mbuild {GHP}", "running\x07", f"\x1b]8;;https://evil/\x07{HOSTILE_MESSAGE}")
+    hostile["start_date"] = "2027-01-15T07:50:00+00:00\x1b[2J"
+    infrabox.get(f"{P}/jobs/{JOB_ID}").respond(200, json=hostile)
+    client = await connect(make_server())
+
+    result = await client.call_tool("get_job", {"project_id": PROJECT_ID, "job_id": JOB_ID})
+
+    content = result.structured_content
+    assert_agent_safe(text_of(result), content)
+    assert content["job"]["name"] == "build [MASKED:github-pat]"
+    assert content["job"]["state"] == "running␇"
+    assert content["start_date"] == "2027-01-15T07:50:00+00:00"
