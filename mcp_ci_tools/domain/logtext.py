@@ -38,6 +38,7 @@ def _pattern_parser() -> ModuleType | None:
 _sre_parser = _pattern_parser()
 
 __all__ = [
+    "GREP_LINE_TIME_LIMIT",
     "GREP_TIME_LIMIT",
     "MAX_SEARCHED_LINE_CHARS",
     "UNTRUSTED_NOTICE",
@@ -57,12 +58,13 @@ UNTRUSTED_NOTICE = (
 # Searching at most this many characters of each line bounds the work per line; matches further right in
 # longer lines are not found, and results count the lines this happened to.
 MAX_SEARCHED_LINE_CHARS = 10_000
-# The whole search of one grep, in seconds: a 50 MB log of a million lines takes about 1 s even on a
-# loaded 2-core machine, so ordinary patterns finish inside it or are reported as cut. A pattern that spends
-# a quarter of it on a single line is refused (`PatternTooSlow`). The regex package counts its timeout in
-# the process's CPU time, so on a busy machine a refusal can take about twice as long in wall time.
-GREP_TIME_LIMIT = 1.0
-_SLOW_LINE_SHARE = 0.25
+# Time bounds of one grep, in seconds. The whole search: a 50 MB log of a million short lines takes 1-2 s
+# on a loaded 2-core machine, so ordinary patterns finish inside it (or the result says where it stopped).
+# One line: a pattern that needs longer than this to match a single line is refused (`PatternTooSlow`). The
+# regex package counts a match's time limit in the process's CPU time, so on a busy machine the wall time
+# of a refusal can be about twice as long.
+GREP_TIME_LIMIT = 3.0
+GREP_LINE_TIME_LIMIT = 0.25
 
 _CLIPPED_TO_BUDGET = " [...]"
 _NESTED_REPEAT = (
@@ -81,11 +83,11 @@ class InvalidPattern(ValueError):
 
 
 class PatternTooSlow(Exception):
-    """Raised by `grep` when matching one line took a large share of the search's time budget."""
+    """Raised by `grep` when matching a single line took longer than the per-line time limit."""
 
     def __init__(self, pattern: str, line_number: int, seconds: float, time_limit: float) -> None:
         super().__init__(
-            f"grep pattern {pattern!r} took longer than {seconds:.1f} s to match line {line_number} of the log "
+            f"grep pattern {pattern!r} took longer than {seconds:g} s to match line {line_number} of the log "
             f"(the whole search may take {time_limit:g} s)"
         )
         self.pattern = pattern
@@ -184,6 +186,7 @@ def grep(
     max_bytes: int,
     max_matches: int | None = None,
     time_limit: float = GREP_TIME_LIMIT,
+    line_time_limit: float = GREP_LINE_TIME_LIMIT,
     clock: Callable[[], float] = time.monotonic,
 ) -> GrepResult:
     """Search the masked raw log `text` line by line for the Python regular expression `pattern`.
@@ -195,19 +198,21 @@ def grep(
 
     The pattern means what Python's re makes of it (see `compile_pattern`); it is matched by the `regex`
     package, whose matching can be interrupted: the whole search may take `time_limit` seconds (measured
-    by `clock`, which also bounds each line's match). When the time runs out between lines the search
-    stops there and `search_complete` is false; when a single line's match takes a quarter of it or more,
-    the pattern is refused with `PatternTooSlow`. Only the first `MAX_SEARCHED_LINE_CHARS` characters of
+    by `clock`) and one line's match `line_time_limit`. When the time runs out the search stops where it
+    is and `search_complete` is false; when a single line takes longer than `line_time_limit`, the
+    pattern is refused with `PatternTooSlow`. Only the first `MAX_SEARCHED_LINE_CHARS` characters of
     each line are searched. Raises `InvalidPattern` for a bad or refused pattern and ValueError for
     negative limits.
     """
     compiled = compile_pattern(pattern)
     _require_non_negative(context=context, max_bytes=max_bytes, max_matches=max_matches or 0)
-    if time_limit < 0:
-        raise ValueError("time_limit must not be negative")
+    if time_limit < 0 or line_time_limit <= 0:
+        raise ValueError("time_limit must not be negative, and line_time_limit must be positive")
     masked, secrets = mask_with_spans(terminal_safe(text), starts_in_key=starts_in_key(text, 0))
     lines = _split_lines(masked)
-    matched, searched, clipped = _search_lines(lines, compiled, time_limit=time_limit, clock=clock)
+    matched, searched, clipped = _search_lines(
+        lines, compiled, pattern, time_limit=time_limit, line_time_limit=line_time_limit, clock=clock
+    )
 
     leaders = matched if max_matches is None else matched[:max_matches]
     matched_set = set(matched)
@@ -388,7 +393,13 @@ def _sub_patterns(kind: str, argument: Any) -> list[Any]:
 
 
 def _search_lines(
-    lines: list[str], compiled: regex.Pattern[str], *, time_limit: float, clock: Callable[[], float]
+    lines: list[str],
+    compiled: regex.Pattern[str],
+    pattern: str,
+    *,
+    time_limit: float,
+    line_time_limit: float,
+    clock: Callable[[], float],
 ) -> tuple[list[int], int, int]:
     """Indexes of matching lines, how many lines were searched, and how many were clipped."""
     matched: list[int] = []
@@ -400,12 +411,13 @@ def _search_lines(
             return matched, index, clipped
         if len(line) > MAX_SEARCHED_LINE_CHARS:
             clipped += 1
+        timeout = min(remaining, line_time_limit)
         try:
-            found = compiled.search(line, 0, MAX_SEARCHED_LINE_CHARS, timeout=remaining)
+            found = compiled.search(line, 0, MAX_SEARCHED_LINE_CHARS, timeout=timeout)
         except TimeoutError:
-            if remaining >= time_limit * _SLOW_LINE_SHARE:
-                raise PatternTooSlow(compiled.pattern, index + 1, remaining, time_limit) from None
-            return matched, index, clipped
+            if timeout < line_time_limit:  # the whole search's time ran out, not this line's
+                return matched, index, clipped
+            raise PatternTooSlow(pattern, index + 1, line_time_limit, time_limit) from None
         if found:
             matched.append(index)
     return matched, len(lines), clipped

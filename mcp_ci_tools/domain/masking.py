@@ -38,62 +38,46 @@ __all__ = ["KINDS", "Span", "describe_value", "mask", "mask_secrets", "mask_with
 _TOKEN = re.compile(rf"{TOKEN_PREFIX}[0-9A-Za-z]+")
 _TOKEN_MIN_CHARS = 16
 # Starting with the literal word (boundary checked behind it) keeps re's fast prefix scan on 50 MB.
-_BEARER = re.compile(r"(?i)bearer(?<!\w......)[ \t]+([^\s'\"`<>()\[\]{},;]+)")
+_BEARER_PATTERN = r"bearer(?<!\w......)[ \t]+([^\s'\"`<>()\[\]{},;]+)"
+_BEARER = re.compile(_BEARER_PATTERN, re.IGNORECASE)
+_LOWER_BEARER = re.compile(_BEARER_PATTERN)  # on the lowercased text, where the literal prefix scan works
 _AWS_KEY_ID = re.compile(r"A[KS]IA[A-Z0-9]{16}")
 # The literal "://" keeps it fast.
 _URL_PASSWORD = re.compile(r"://[^\s/:@'\"]{0,256}:([^\s/@'\"]{1,256})@")
-# Service tokens: (kind, pattern, needles). A pattern runs only when one of its literal needles is in the
-# text (a substring scan is several times faster than re's), and each starts with such a literal.
-_PREFIXED: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = tuple(
-    (kind, re.compile(pattern), needles)
-    for kind, pattern, needles in (
-        ("github-pat", r"ghp_[0-9A-Za-z]{36,255}", ("ghp_",)),
-        ("github-oauth", r"gho_[0-9A-Za-z]{36,255}", ("gho_",)),
-        ("github-user-to-server", r"ghu_[0-9A-Za-z]{36,255}", ("ghu_",)),
-        ("github-server-to-server", r"ghs_[0-9A-Za-z]{36,255}", ("ghs_",)),
-        ("github-refresh", r"ghr_[0-9A-Za-z]{36,255}", ("ghr_",)),
-        ("github-fine-grained-pat", r"github_pat_[0-9A-Za-z_]{22,255}", ("github_pat_",)),
-        (
-            "gitlab-token",
-            r"gl(?:pat|dt|rt|ptt|soat|cbt|imt|agent|ffct|oas|ft|cf)-[0-9A-Za-z_\-]{20,255}",
-            (
-                "glpat-",
-                "gldt-",
-                "glrt-",
-                "glptt-",
-                "glsoat-",
-                "glcbt-",
-                "glimt-",
-                "glagent-",
-                "glffct-",
-                "gloas-",
-                "glft-",
-                "glcf-",
-            ),
-        ),
-        ("slack-token", r"xox[abeprs]-[0-9A-Za-z\-]{10,255}", ("xox",)),
-        (
-            "slack-webhook",
-            r"(?<=hooks\.slack\.com/)(?:services|workflows|triggers)/[0-9A-Za-z+/_\-]{20,255}",
-            ("hooks.slack.com/",),
-        ),
-        ("npm-token", r"npm_[0-9A-Za-z]{36,255}", ("npm_",)),
-        ("stripe-key", r"[rs]k_(?:live|test|prod)_[0-9A-Za-z]{10,255}", ("k_live_", "k_test_", "k_prod_")),
-        ("google-api-key", r"AIza[0-9A-Za-z_\-]{35}", ("AIza",)),
-        ("sendgrid-api-key", r"SG\.[0-9A-Za-z_\-]{22}\.[0-9A-Za-z_\-]{43}", ("SG.",)),
-        ("pypi-token", r"pypi-AgEIcHlwaS5vcmc[0-9A-Za-z_\-]{20,}", ("pypi-AgEI",)),
-        ("dockerhub-pat", r"dckr_pat_[0-9A-Za-z_\-]{20,255}", ("dckr_pat_",)),
-        ("vault-token", r"hv[sb]\.[0-9A-Za-z_\-]{24,512}", ("hvs.", "hvb.")),
-        ("anthropic-api-key", r"sk-ant-[a-z]{3,8}\d\d-[0-9A-Za-z_\-]{32,255}", ("sk-ant-",)),
-        (
-            "openai-api-key",
-            r"sk-(?:proj-|svcacct-|admin-)?[0-9A-Za-z_\-]{16,255}T3BlbkFJ[0-9A-Za-z_\-]{16,255}"
-            r"|sk-(?:proj|svcacct|admin)-[0-9A-Za-z_\-]{40,255}",
-            ("T3BlbkFJ", "sk-proj-", "sk-svcacct-", "sk-admin-"),
-        ),
-        ("jwt", r"eyJ[0-9A-Za-z_\-]{5,}\.eyJ[0-9A-Za-z_\-]{5,}\.[0-9A-Za-z_\-]*", (".eyJ",)),
+# Service tokens, one pass per literal prefix (re's prefix scan is what keeps 50 MB fast): each named group
+# is a kind (its name with - for _); the whole match is masked.
+_W = r"[0-9A-Za-z_\-]"
+_PREFIXED: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"gh(?:(?P<github_pat>p_[0-9A-Za-z]{36,255})|(?P<github_oauth>o_[0-9A-Za-z]{36,255})"
+        r"|(?P<github_user_to_server>u_[0-9A-Za-z]{36,255})|(?P<github_server_to_server>s_[0-9A-Za-z]{36,255})"
+        r"|(?P<github_refresh>r_[0-9A-Za-z]{36,255}))",
+        r"github_pat_(?P<github_fine_grained_pat>[0-9A-Za-z_]{22,255})",
+        rf"gl(?P<gitlab_token>(?:pat|dt|rt|ptt|soat|cbt|imt|agent|ffct|oas|ft|cf)-{_W}{{20,255}})",
+        r"xox(?P<slack_token>[abeprs]-[0-9A-Za-z\-]{10,255})",
+        r"npm_(?P<npm_token>[0-9A-Za-z]{36,255})",
+        rf"sk(?:(?P<stripe_key>_(?:live|test|prod)_[0-9A-Za-z]{{10,255}})"
+        rf"|-(?:(?P<anthropic_api_key>ant-[a-z]{{3,8}}\d\d-{_W}{{32,255}})"
+        rf"|(?P<openai_api_key>(?:proj-|svcacct-|admin-)?{_W}{{16,255}}T3BlbkFJ{_W}{{16,255}}"
+        rf"|(?:proj|svcacct|admin)-{_W}{{40,255}})))",
+        r"rk_(?P<stripe_key>(?:live|test|prod)_[0-9A-Za-z]{10,255})",
+        rf"AIza(?P<google_api_key>{_W}{{35}})",
+        rf"SG\.(?P<sendgrid_api_key>{_W}{{22}}\.{_W}{{43}})",
+        rf"pypi-(?P<pypi_token>AgEIcHlwaS5vcmc{_W}{{20,}})",
+        rf"dckr_pat_(?P<dockerhub_pat>{_W}{{20,255}})",
+        rf"hv(?P<vault_token>[sb]\.{_W}{{24,512}})",
+        rf"eyJ(?P<jwt>{_W}{{5,}}\.eyJ{_W}{{5,}}\.{_W}*)",
     )
 )
+
+
+def _kind(group: str) -> str:
+    return group.replace("_", "-")
+
+
+# The webhook's host stays; its secret path is masked.
+_SLACK_WEBHOOK = re.compile(r"hooks\.slack\.com/((?:services|workflows|triggers)/[0-9A-Za-z+/_\-]{20,255})")
 # Values after a name, in any case: (kind, pattern whose group "value" is masked, needles). The patterns are
 # lowercase and run on the lowercased text (the same length when the text is ASCII), where re's literal
 # prefix scan works; otherwise they run case-insensitively on the text itself.
@@ -105,26 +89,22 @@ _VALUE = (
     r"(?(quote)[^\"'\n]{1,512}|[^\s\"'`,;&<>(){}\[\]]{1,512}))"
 )
 _NAMED = rf"[\"']?[ \t]*(?:=[ \t]*|:[ \t]*(?=[\"']|(?![a-z]+{_END})))"
-_ASSIGNED: tuple[tuple[str, re.Pattern[str], re.Pattern[str], tuple[str, ...]], ...] = tuple(
-    (kind, re.compile(pattern), re.compile(pattern, re.IGNORECASE), needles)
-    for kind, pattern, needles in (
-        ("aws-secret-access-key", rf"aws_secret_access_key{_NAMED}{_VALUE}", ("aws_secret_access_key",)),
-        ("azure-storage-key", rf"accountkey={_VALUE}", ("accountkey=",)),
-        (
-            "basic-auth",
-            rf"authorization[\"']?[ \t]*[:=][ \t]*[\"']?basic[ \t]+{_VALUE}",
-            ("authorization",),
-        ),
-        ("cli-password", rf"--password(?:=|[ \t]+){_VALUE}", ("--password",)),
-        ("secret-assignment", rf"passw(?:or)?d{_NAMED}{_VALUE}", ("passw",)),
-        ("secret-assignment", rf"secret{_NAMED}{_VALUE}", ("secret",)),
-        ("secret-assignment", rf"token{_NAMED}{_VALUE}", ("token",)),
-        ("secret-assignment", rf"api[_\-]?key{_NAMED}{_VALUE}", ("api",)),
+_ASSIGNED: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern), re.compile(pattern, re.IGNORECASE))
+    for kind, pattern in (
+        ("aws-secret-access-key", rf"aws_secret_access_key{_NAMED}{_VALUE}"),
+        ("azure-storage-key", rf"accountkey={_VALUE}"),
+        ("basic-auth", rf"authorization[\"']?[ \t]*[:=][ \t]*[\"']?basic[ \t]+{_VALUE}"),
+        ("cli-password", rf"--password(?:=|[ \t]+){_VALUE}"),
+        ("secret-assignment", rf"passw(?:or)?d{_NAMED}{_VALUE}"),
+        ("secret-assignment", rf"secret{_NAMED}{_VALUE}"),
+        ("secret-assignment", rf"token{_NAMED}{_VALUE}"),
+        ("secret-assignment", rf"api[_\-]?key{_NAMED}{_VALUE}"),
     )
 )
 # `-p <password>` counts only on a `docker login` line, and there every `-p` does.
-_DOCKER_LOGIN = re.compile(r"docker(?:-compose)?[ \t]+login\b[^\n]*", re.IGNORECASE)
-_DASH_P = re.compile(rf"[ \t]-p[ \t]*{_VALUE}", re.IGNORECASE)
+_DOCKER_LOGIN = re.compile(r"docker(?:-compose)?[ \t]+login\b[^\n]*")
+_DASH_P = re.compile(rf"[ \t]-p[ \t]*{_VALUE}")
 # Every kind of secret masked, each as `[MASKED:<kind>]`.
 KINDS: tuple[str, ...] = tuple(
     dict.fromkeys(
@@ -134,8 +114,9 @@ KINDS: tuple[str, ...] = tuple(
             "private-key",
             "aws-access-key-id",
             "url-password",
-            *(kind for kind, _, _ in _PREFIXED),
-            *(kind for kind, _, _, _ in _ASSIGNED),
+            *(_kind(name) for pattern in _PREFIXED for name in pattern.groupindex),
+            "slack-webhook",
+            *(kind for kind, _, _ in _ASSIGNED),
         ]
     )
 )
@@ -228,28 +209,29 @@ def _secret_regions(text: str, starts_in_key: bool) -> list[tuple[int, int, str]
     for token in _TOKEN.finditer(text):
         if token.end() - token.start() - len(TOKEN_PREFIX) >= _TOKEN_MIN_CHARS or token.end() == len(text):
             regions.append((token.start(), token.end(), "infrabox-token"))
-    for bearer in _BEARER.finditer(text):
+    lowered = text.lower()
+    same_positions = len(lowered) == len(text)  # then every character was lowered to exactly one
+    for bearer in _LOWER_BEARER.finditer(lowered) if same_positions else _BEARER.finditer(text):
         regions.append((bearer.start(1), bearer.end(1), "bearer"))
     for key_id in _AWS_KEY_ID.finditer(text):
         regions.append((key_id.start(), key_id.end(), "aws-access-key-id"))
     for credentials in _URL_PASSWORD.finditer(text):
         regions.append((credentials.start(1), credentials.end(1), "url-password"))
-    for kind, pattern, needles in _PREFIXED:
-        if any(needle in text for needle in needles):
-            regions.extend((found.start(), found.end(), kind) for found in pattern.finditer(text))
-    lowered = text.lower()
-    same_positions = len(lowered) == len(text)  # then every character was lowered to exactly one
-    for kind, lower_pattern, any_case, needles in _ASSIGNED:
-        if same_positions and not any(needle in lowered for needle in needles):
-            continue
+    for pattern in _PREFIXED:
+        for found in pattern.finditer(text):
+            regions.append((found.start(), found.end(), _kind(found.lastgroup or "")))
+    for hook in _SLACK_WEBHOOK.finditer(text):
+        regions.append((hook.start(1), hook.end(1), "slack-webhook"))
+    for kind, lower_pattern, any_case in _ASSIGNED:
         found_in = lower_pattern.finditer(lowered) if same_positions else any_case.finditer(text)
         regions.extend((found.start("value"), found.end("value"), kind) for found in found_in)
-    if "login" in lowered:
-        for line in _DOCKER_LOGIN.finditer(text):
-            regions.extend(
-                (found.start("value"), found.end("value"), "cli-password")
-                for found in _DASH_P.finditer(text, line.start(), line.end())
-            )
+    # Lowercase patterns: on the lowercased text, or on an ASCII-lowercased copy of the same length.
+    docker_text = lowered if same_positions else _ascii_lower(text)
+    for line in _DOCKER_LOGIN.finditer(docker_text):
+        regions.extend(
+            (found.start("value"), found.end("value"), "cli-password")
+            for found in _DASH_P.finditer(docker_text, line.start(), line.end())
+        )
 
     if markers:
         regions = _around_markers(regions, [(marker.start(), marker.end()) for marker in markers])
@@ -261,6 +243,13 @@ def _secret_regions(text: str, starts_in_key: bool) -> list[tuple[int, int, str]
             continue
         merged.append((start, end, kind))
     return merged
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
 
 
 def _around_markers(regions: list[tuple[int, int, str]], markers: list[Span]) -> list[tuple[int, int, str]]:

@@ -25,16 +25,17 @@ import re
 __all__ = ["terminal_safe"]
 
 _ST = r"(?:\x07|\x1b\\|\x9c)"  # BEL or String Terminator ends OSC and the other string sequences
-# One leading character class (re scans for it fast); the lookbehinds then tell the forms apart.
+_CSI = r"[0-?]*[ -/]*[@-~]?"  # colours, cursor moves, clear screen
+_STRING = rf"[^\x07\x1b\x9c\n]*{_ST}?"  # OSC (hyperlinks, clipboard), DCS, SOS, PM, APC: up to the terminator
+_TWO_CHAR = r"[ -/]*[0-~]"  # ESC c (reset), ESC 7/8, ESC ( B, ...
+# One leading character class (re scans for it fast); the lookbehinds then tell the 7- and 8-bit forms apart.
 _ESCAPES = re.compile(
-    r"[\x1b\x90\x98\x9b\x9d-\x9f](?:"
-    r"(?<=\x1b)\[[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor moves, clear screen
-    r"|(?<=\x9b)[0-?]*[ -/]*[@-~]?"  # CSI in its C1 form
-    rf"|(?<=\x1b)[\]PX^_][^\x07\x1b\x9c\n]*{_ST}?"  # OSC (hyperlinks, clipboard), DCS, SOS, PM, APC
-    rf"|(?<=[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c\n]*{_ST}?"  # the same in C1 form
-    r"|(?<=\x1b)[ -/]*[0-~]"  # two-character escapes: ESC c (reset), ESC 7/8, ESC ( B, ...
-    r")"
+    rf"[\x1b\x90\x98\x9b\x9d-\x9f](?:(?<=\x1b)\[{_CSI}|(?<=\x9b){_CSI}|(?<=\x1b)[\]PX^_]{_STRING}"
+    rf"|(?<=[\x90\x98\x9d-\x9f]){_STRING}|(?<=\x1b){_TWO_CHAR})"
 )
+# ASCII text has no C1 controls: a literal ESC then starts every sequence, and re's literal scan is faster still.
+_ASCII_ESCAPES = re.compile(rf"\x1b(?:\[{_CSI}|[\]PX^_]{_STRING}|{_TWO_CHAR})")
+_PRINTABLE_ASCII = bytes([9, 10, *range(0x20, 0x7F)])
 _CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _UNSAFE = re.compile(f"[{_CONTROLS}]")
 _CRLF = re.compile(r"\r+(?=\n|\Z)")
@@ -42,10 +43,24 @@ _CRLF = re.compile(r"\r+(?=\n|\Z)")
 
 def terminal_safe(text: str) -> str:
     """`text` with ANSI escape sequences removed and every other control character rendered visibly."""
+    if text.isascii():
+        if not _ascii_controls(text):
+            return text
+        text = _ASCII_ESCAPES.sub("", text)
+        if "\r" in text:
+            text = _CRLF.sub("", text)
+        return _UNSAFE.sub(_visible, text) if _ascii_controls(text) else text
     if _UNSAFE.search(text) is None:
         return text
-    text = _CRLF.sub("", _ESCAPES.sub("", text))
+    text = _ESCAPES.sub("", text)
+    if "\r" in text:
+        text = _CRLF.sub("", text)
     return _UNSAFE.sub(_visible, text)
+
+
+def _ascii_controls(text: str) -> bool:
+    # Deleting every printable byte leaves only the controls: a C-speed scan, no regex.
+    return bool(text.encode("ascii").translate(None, _PRINTABLE_ASCII))
 
 
 def _visible(found: re.Match[str]) -> str:

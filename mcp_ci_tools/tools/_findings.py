@@ -42,7 +42,7 @@ def _stack(stack: str | None) -> str | None:
     if not stack:
         return None
     lines = terminal_safe(stack).split("\n")
-    head = "\n".join(line[:300] for line in lines[:_STACK_LINES])
+    head = "\n".join(clip(line, 300) or "" for line in lines[:_STACK_LINES])
     if len(lines) > _STACK_LINES:
         head += f"\n… {len(lines) - _STACK_LINES} more lines"
     return clip(head, _STACK_CHARS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -35,6 +36,8 @@ __all__ = [
 # Every tool result stays below this when serialised; pieces are cut to fit and the cut is reported.
 MAX_OUTPUT_BYTES = 100_000
 _MESSAGE_CHARS = 300
+_CLIP_MARGIN = 2_048
+_LAST_WORD = re.compile(r"\S*\Z")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -53,11 +56,19 @@ class BudgetOut(BaseModel):
 
 
 def clip(text: str | None, limit: int = _MESSAGE_CHARS) -> str | None:
-    """CI- or InfraBox-written text as the model may see it: terminal-safe, secrets masked, cut to `limit` characters."""
+    """CI- or InfraBox-written text as the model may see it: terminal-safe, secrets masked, cut to `limit` characters.
+
+    A long text is made safe only up to `limit` + `_CLIP_MARGIN` characters, and the last word of that piece is
+    dropped before it is shown: a secret has no whitespace in it, so one the piece's end cut too short to be
+    recognised lies in that word, never in what is shown.
+    """
     if not text:
         return text
-    masked = mask(terminal_safe(text))
-    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+    if len(text) <= limit + _CLIP_MARGIN:
+        masked = mask(terminal_safe(text))
+        return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+    masked = _LAST_WORD.sub("", mask(terminal_safe(text[: limit + _CLIP_MARGIN])))
+    return masked[: limit - 1] + "…"
 
 
 def rendered_size(item: BaseModel, depth: int) -> int:

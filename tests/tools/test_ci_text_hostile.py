@@ -295,7 +295,7 @@ async def test_a_catastrophic_grep_is_refused_within_its_bound_and_blocks_no_oth
 
     refusal = outcome["grep"]
     assert refusal.is_error is True
-    assert "grep pattern '(a|a)*$' took longer than 1.0 s to match line 1 of the log" in text_of(refusal)
+    assert "grep pattern '(a|a)*$' took longer than 0.25 s to match line 1 of the log" in text_of(refusal)
     assert "Simplify it: avoid nested repeats such as (a+)+" in text_of(refusal)
     assert elapsed < 4.0
     assert finished == ["tail", "grep"]

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from mcp_ci_tools.domain.logtext import (
+    GREP_LINE_TIME_LIMIT,
     GREP_TIME_LIMIT,
     InvalidPattern,
     PatternTooSlow,
@@ -21,20 +22,32 @@ HOSTILE_LINE = "a" * 50 + "!"
 
 
 @pytest.mark.parametrize("pattern", [r"(a|a)*$", r"(a|aa)+$", r"(?:a|a|a)+$"])
-def test_a_catastrophic_pattern_is_refused_once_one_line_takes_a_quarter_of_the_budget(pattern: str) -> None:
+def test_a_catastrophic_pattern_is_refused_once_one_line_takes_longer_than_the_line_limit(
+    pattern: str,
+) -> None:
     log = "ok\n" + HOSTILE_LINE + "\nnever searched\n"
     started = time.monotonic()
 
     with pytest.raises(PatternTooSlow) as raised:
-        grep(log, pattern, max_bytes=1_000, time_limit=0.4)
+        grep(log, pattern, max_bytes=1_000, time_limit=5, line_time_limit=0.2)
 
     assert time.monotonic() - started < 2.5  # unbounded, it would run for hours
     assert raised.value.line_number == 2
-    assert str(raised.value).startswith(f"grep pattern {pattern!r} took longer than 0.4 s to match line 2")
+    assert str(raised.value).startswith(f"grep pattern {pattern!r} took longer than 0.2 s to match line 2")
 
 
-def test_the_default_budget_bounds_the_whole_search() -> None:
-    assert 0 < GREP_TIME_LIMIT <= 1.0
+def test_the_default_bounds_refuse_a_pattern_quickly_and_bound_the_whole_search() -> None:
+    assert 0 < GREP_LINE_TIME_LIMIT <= 0.25 < GREP_TIME_LIMIT <= 3.0
+
+
+def test_a_slow_pattern_stops_at_the_whole_search_bound_with_the_lines_it_searched() -> None:
+    log = "\n".join(["a" * 16 + "!"] * 200)  # each line takes some 30 ms, far below the line limit
+    started = time.monotonic()
+
+    result = grep(log, r"(a|a)*$", max_bytes=1_000, time_limit=0.3, line_time_limit=0.25)
+
+    assert time.monotonic() - started < 2.0
+    assert result.search_complete is False and 0 < result.searched_lines < 200
 
 
 def test_a_search_that_runs_out_of_time_between_lines_stops_there_and_says_so() -> None:
