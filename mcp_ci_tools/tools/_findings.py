@@ -77,6 +77,7 @@ class BoundedLog:
     first_line: int | None = None
     match_count: int | None = None
     shown_matches: int | None = None
+    search_note: str | None = None
 
 
 def bounded_log(log: JobLog, *, tail_lines: int, max_bytes: int, pattern: str | None = None) -> BoundedLog:
@@ -97,6 +98,12 @@ def bounded_log(log: JobLog, *, tail_lines: int, max_bytes: int, pattern: str | 
         masked_secrets=found.masked_secrets,
         match_count=found.match_count,
         shown_matches=found.shown_matches,
+        search_note=None
+        if found.search_complete
+        else (
+            f"The grep stopped after {found.searched_lines} of {found.total_lines} lines: the search may take "
+            f"{logtext.GREP_TIME_LIMIT:g} s; match_count counts those lines only. Use a simpler pattern, or tail."
+        ),
     )
 
 

@@ -130,6 +130,8 @@ def register(server: ToolHost, deps: Deps) -> None:
                 notes.append(f"tail_lines/max_bytes clamped to {lines_applied}/{bytes_applied}")
             if log.truncated or (log.total_bytes or 0) > fetched_bytes:
                 notes.append(f"InfraBox sent only the last {fetched_bytes} of {log.total_bytes} bytes")
+            if view.search_note:
+                notes.append(view.search_note)
             if archived:
                 notes.append(
                     f"The job is {job.state} and InfraBox returned no log: finished jobs' logs are archived and not "
