@@ -210,9 +210,12 @@ def grep(
         raise ValueError("time_limit must not be negative, and line_time_limit must be positive")
     masked, secrets = mask_with_spans(terminal_safe(text), starts_in_key=starts_in_key(text, 0))
     lines = _split_lines(masked)
-    matched, searched, clipped = _search_lines(
-        lines, compiled, pattern, time_limit=time_limit, line_time_limit=line_time_limit, clock=clock
-    )
+    limits = _Limits(deadline=clock() + time_limit, line=line_time_limit, total=time_limit, clock=clock)
+    if _is_line_safe(pattern) and all(len(line) <= MAX_SEARCHED_LINE_CHARS for line in lines):
+        matched, searched = _search_text(masked, lines, compiled, pattern, limits)
+        clipped = 0
+    else:
+        matched, searched, clipped = _search_lines(lines, 0, compiled, pattern, limits)
 
     leaders = matched if max_matches is None else matched[:max_matches]
     matched_set = set(matched)
@@ -392,35 +395,162 @@ def _sub_patterns(kind: str, argument: Any) -> list[Any]:
     return []
 
 
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    deadline: float
+    line: float
+    total: float
+    clock: Callable[[], float]
+
+
 def _search_lines(
     lines: list[str],
+    first: int,
     compiled: regex.Pattern[str],
     pattern: str,
-    *,
-    time_limit: float,
-    line_time_limit: float,
-    clock: Callable[[], float],
+    limits: _Limits,
+    last: int | None = None,
 ) -> tuple[list[int], int, int]:
-    """Indexes of matching lines, how many lines were searched, and how many were clipped."""
+    """Indexes of matching lines from `first` to `last`, the index searching stopped at, and how many were clipped."""
     matched: list[int] = []
     clipped = 0
-    deadline = clock() + time_limit
-    for index, line in enumerate(lines):
-        remaining = deadline - clock()
+    end = len(lines) if last is None else last
+    for index in range(first, end):
+        line = lines[index]
+        remaining = limits.deadline - limits.clock()
         if remaining <= 0:
             return matched, index, clipped
         if len(line) > MAX_SEARCHED_LINE_CHARS:
             clipped += 1
-        timeout = min(remaining, line_time_limit)
+        timeout = min(remaining, limits.line)
         try:
             found = compiled.search(line, 0, MAX_SEARCHED_LINE_CHARS, timeout=timeout)
         except TimeoutError:
-            if timeout < line_time_limit:  # the whole search's time ran out, not this line's
+            if timeout < limits.line:  # the whole search's time ran out, not this line's
                 return matched, index, clipped
-            raise PatternTooSlow(pattern, index + 1, line_time_limit, time_limit) from None
+            raise PatternTooSlow(pattern, index + 1, limits.line, limits.total) from None
         if found:
             matched.append(index)
-    return matched, len(lines), clipped
+    return matched, end, clipped
+
+
+_CHUNK_CHARS = 65_536
+
+
+def _search_text(
+    masked: str, lines: list[str], compiled: regex.Pattern[str], pattern: str, limits: _Limits
+) -> tuple[list[int], int]:
+    """The same as `_search_lines` for a pattern that cannot match a newline, searching many lines per call.
+
+    The text is searched in pieces of whole lines (with MULTILINE, so ^ and $ mean line start and end); after
+    a match the search goes on at the next line. A piece that takes longer than the line limit is searched
+    again line by line, which finds the line to blame.
+    """
+    multiline = regex.compile(compiled.pattern, flags=compiled.flags | regex.MULTILINE)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    matched: list[int] = []
+    first = 0
+    while first < len(lines):
+        last = bisect_right(starts, starts[first] + _CHUNK_CHARS, lo=first + 1) - 1
+        last = max(last, first + 1)  # at least one line per piece
+        end = starts[last] - 1  # the piece's last line ends before its newline
+        position = starts[first]
+        try:
+            while position <= end:
+                remaining = limits.deadline - limits.clock()
+                if remaining <= 0:
+                    return matched, bisect_right(starts, position) - 1
+                found = multiline.search(masked, position, end, timeout=min(remaining, limits.line))
+                if found is None:
+                    break
+                index = bisect_right(starts, found.start()) - 1
+                matched.append(index)
+                position = starts[index + 1]
+        except TimeoutError:
+            index = bisect_right(starts, position) - 1
+            again, stopped, _ = _search_lines(lines, index, compiled, pattern, limits, last)
+            matched.extend(again)
+            if stopped < last:
+                return matched, stopped
+        first = last
+    return matched, len(lines)
+
+
+def _is_line_safe(pattern: str) -> bool:
+    """Whether nothing in `pattern` can match a newline or see the text's ends (\\A, \\Z): then searching many
+    lines at once (MULTILINE) finds exactly the lines a search of each line alone finds."""
+    if _sre_parser is None:
+        return False
+    try:
+        tree = _sre_parser.parse(pattern)
+    except Exception:  # the private parser is a best-effort guide; unsure means line by line
+        return False
+    if tree.state.flags & re.DOTALL:
+        return False
+    return _no_newline(tree)
+
+
+_NEWLINE_CATEGORIES = {"CATEGORY_SPACE", "CATEGORY_NOT_DIGIT", "CATEGORY_NOT_WORD", "CATEGORY_LINEBREAK"}
+_SAFE_ANCHORS = {
+    "AT_BEGINNING",
+    "AT_END",
+    "AT_BEGINNING_LINE",
+    "AT_END_LINE",
+    "AT_BOUNDARY",
+    "AT_NON_BOUNDARY",
+}
+
+
+def _no_newline(items: Any) -> bool:
+    for opcode, argument in items:
+        kind = str(opcode)
+        if kind == "LITERAL":
+            if argument == 10:
+                return False
+        elif kind == "ANY" or kind == "GROUPREF":
+            continue
+        elif kind == "AT":
+            if str(argument) not in _SAFE_ANCHORS:
+                return False
+        elif kind == "CATEGORY":
+            if str(argument) in _NEWLINE_CATEGORIES:
+                return False
+        elif kind == "IN":
+            if not _set_without_newline(argument):
+                return False
+        elif kind in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            if not _no_newline(argument[2]):
+                return False
+        elif kind == "SUBPATTERN":
+            if argument[1] & re.DOTALL or not _no_newline(argument[3]):
+                return False
+        elif kind == "ATOMIC_GROUP":
+            if not _no_newline(argument):
+                return False
+        elif kind in ("BRANCH", "ASSERT", "ASSERT_NOT", "GROUPREF_EXISTS"):
+            if not all(_no_newline(body) for body in _sub_patterns(kind, argument)):
+                return False
+        else:  # NOT_LITERAL ([^x] matches a newline) and anything not known to be safe
+            return False
+    return True
+
+
+def _set_without_newline(items: Any) -> bool:
+    for opcode, argument in items:
+        kind = str(opcode)
+        if kind == "NEGATE":
+            return False
+        if kind == "LITERAL" and argument == 10:
+            return False
+        if kind == "RANGE" and argument[0] <= 10 <= argument[1]:
+            return False
+        if kind == "CATEGORY" and str(argument) in _NEWLINE_CATEGORIES:
+            return False
+        if kind not in ("LITERAL", "RANGE", "CATEGORY"):
+            return False
+    return True
 
 
 def _render_windows(

@@ -6,12 +6,16 @@ import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcp_ci_tools.domain.logtext import (
     GREP_LINE_TIME_LIMIT,
     GREP_TIME_LIMIT,
     InvalidPattern,
     PatternTooSlow,
+    _is_line_safe,
+    _split_lines,
     compile_pattern,
     grep,
     tail,
@@ -132,3 +136,54 @@ def test_grep_sees_terminal_safe_text_so_a_colour_split_secret_is_masked_and_lin
 def test_a_pattern_cannot_match_an_escape_sequence_because_none_is_left() -> None:
     assert grep("\x1b[31mred\x1b[0m\x07", r"\x1b|\x07", max_bytes=100).match_count == 0
     assert grep("\x1b[31mred\x1b[0m\x07", "red␇", max_bytes=100).text == "1:red␇"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "safe"),
+    [
+        ("ERROR|FAILED", True),
+        (r"^\s*at \w+", False),
+        (r"^ +at \w+$", True),
+        (r"[^x]", False),
+        (r"[a-z\d]+", True),
+        (r"(?s)a.b", False),
+        (r"(?s:.)", False),
+        (r"a\Z", False),
+        (r"\Aa", False),
+        (r"(?<=x)y(?!z)", True),
+        (r"\D", False),
+        (r"(\w+)=\1", True),
+    ],
+)
+def test_only_a_pattern_that_cannot_match_a_newline_is_searched_many_lines_at_once(
+    pattern: str, safe: bool
+) -> None:
+    assert _is_line_safe(pattern) is safe
+
+
+_LINE_PIECES = st.sampled_from(["a", "b", "x", "y", " ", "=", "-", "ERROR", "at", "é", "1", "", "\t"])
+_LINES = st.lists(st.lists(_LINE_PIECES, max_size=8).map("".join), max_size=30)
+_SAFE_PATTERNS = [p for p in ORDINARY_PATTERNS if _is_line_safe(p)] + [
+    r"^$",
+    r"^",
+    r"$",
+    r"\bat\b",
+    r"a|^b",
+    r"x$",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_LINES, st.sampled_from(_SAFE_PATTERNS), st.booleans())
+def test_searching_many_lines_at_once_finds_exactly_the_lines_one_by_one_finds(
+    lines: list[str], pattern: str, final_newline: bool
+) -> None:
+    log = "\n".join(lines) + ("\n" if final_newline and lines else "")
+    stdlib = re.compile(pattern)
+    expected = [n for n, line in enumerate(_split_lines(log)) if stdlib.search(line)]
+
+    result = grep(log, pattern, context=0, max_bytes=100_000)
+
+    assert result.search_complete and result.match_count == len(expected)
+    shown = [int(line.split(":", 1)[0]) - 1 for line in result.text.split("\n") if line and line != "--"]
+    assert shown == expected
