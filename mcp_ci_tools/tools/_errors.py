@@ -23,7 +23,9 @@ from mcp_ci_tools.client import (
     TokenRejected,
     UpstreamBroken,
 )
+from mcp_ci_tools.domain.logtext import PatternTooSlow
 from mcp_ci_tools.domain.masking import mask
+from mcp_ci_tools.domain.terminal import terminal_safe
 from mcp_ci_tools.domain.timestamps import rfc3339
 from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate, ProjectNotAllowed, RestartLoop
 from mcp_ci_tools.policy import (
@@ -65,6 +67,8 @@ def audit_reason(error: Exception) -> str:
         return error.reason
     if isinstance(error, AuditUnavailable):
         return "audit_unavailable"
+    if isinstance(error, PatternTooSlow):
+        return "grep_too_slow"
     if isinstance(error, Forbidden):
         return error.kind
     names = {
@@ -80,7 +84,13 @@ def audit_reason(error: Exception) -> str:
 
 
 def _said(error: InfraBoxError) -> str:
-    return f" InfraBox said: {error.reason!r}." if error.reason else ""
+    # Made safe before repr(), which would otherwise turn an escape sequence into text the masker cannot read.
+    return f" InfraBox said: {_quoted(error.reason)!r}." if error.reason else ""
+
+
+def _quoted(text: str) -> str:
+    """InfraBox-written text as the model may see it: terminal-safe, then its secrets masked."""
+    return mask(terminal_safe(text))
 
 
 def _request(error: InfraBoxError) -> str:
@@ -97,6 +107,12 @@ def _message(error: Exception, t: Target) -> str:
             return (
                 f"{error.argument} must be a UUID such as {_EXAMPLE_UUID}; got {error.shown_value}. "
                 "Nothing was sent to InfraBox. Use an id exactly as list_projects, list_builds or get_build return it."
+            )
+        case PatternTooSlow():
+            return (
+                f"{error}, so it was stopped. Simplify it: avoid nested repeats such as (a+)+ and alternatives "
+                "that overlap such as (a|a)*, or use a plain substring, then call get_job_log again. The log was "
+                "read from InfraBox; nothing was changed."
             )
         case InvalidArgument():
             return f"{error.argument}: {error.problem}. Nothing was sent to InfraBox; check the value and call again."
@@ -265,5 +281,6 @@ def _message(error: Exception, t: Target) -> str:
 
 
 def to_tool_error(error: Exception, target: Target) -> ToolError:
-    # Upstream text is already cleaned by the client; masking again here keeps this the last line of defence.
-    return ToolError(mask(_message(error, target)))
+    # The client cleans upstream text, but this is the guarantee: every message the model reads is
+    # terminal-safe and masked here, whatever it quotes (InfraBox's messages, exception texts, arguments).
+    return ToolError(_quoted(_message(error, target)))

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from mcp_ci_tools.client import JobLog, TestRun
 from mcp_ci_tools.domain import logtext
 from mcp_ci_tools.domain.states import ACTIVE_STATES, FAILED_TEST_STATES
+from mcp_ci_tools.domain.terminal import terminal_safe
 from mcp_ci_tools.tools._views import BuildView, JobView, clip
 
 __all__ = [
@@ -40,8 +41,8 @@ class TestView(BaseModel):
 def _stack(stack: str | None) -> str | None:
     if not stack:
         return None
-    lines = stack.splitlines()
-    head = "\n".join(line[:300] for line in lines[:_STACK_LINES])
+    lines = terminal_safe(stack).split("\n")
+    head = "\n".join(clip(line, 300) or "" for line in lines[:_STACK_LINES])
     if len(lines) > _STACK_LINES:
         head += f"\n… {len(lines) - _STACK_LINES} more lines"
     return clip(head, _STACK_CHARS)
@@ -55,7 +56,7 @@ def test_views(runs: list[TestRun], *, only_failed: bool, limit: int) -> tuple[l
         TestView(
             name=clip(r.name, 300),
             suite=clip(r.suite, 300),
-            state=r.state,
+            state=clip(r.state, 40),
             duration_s=r.duration,
             message=clip(r.message, 500),
             stack=_stack(r.stack),
@@ -76,6 +77,7 @@ class BoundedLog:
     first_line: int | None = None
     match_count: int | None = None
     shown_matches: int | None = None
+    search_note: str | None = None
 
 
 def bounded_log(log: JobLog, *, tail_lines: int, max_bytes: int, pattern: str | None = None) -> BoundedLog:
@@ -96,6 +98,12 @@ def bounded_log(log: JobLog, *, tail_lines: int, max_bytes: int, pattern: str | 
         masked_secrets=found.masked_secrets,
         match_count=found.match_count,
         shown_matches=found.shown_matches,
+        search_note=None
+        if found.search_complete
+        else (
+            f"The grep stopped after {found.searched_lines} of {found.total_lines} lines: the search may take "
+            f"{logtext.GREP_TIME_LIMIT:g} s; match_count counts those lines only. Use a simpler pattern, or tail."
+        ),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -14,6 +15,7 @@ from mcp_ci_tools.client import Build, Job
 from mcp_ci_tools.domain.actions import JobActions, downstream_of, possible_actions
 from mcp_ci_tools.domain.masking import mask
 from mcp_ci_tools.domain.states import ATTENTION_ORDER
+from mcp_ci_tools.domain.terminal import terminal_safe
 from mcp_ci_tools.domain.timestamps import parse_timestamp
 from mcp_ci_tools.policy import BudgetState
 
@@ -34,6 +36,8 @@ __all__ = [
 # Every tool result stays below this when serialised; pieces are cut to fit and the cut is reported.
 MAX_OUTPUT_BYTES = 100_000
 _MESSAGE_CHARS = 300
+_CLIP_MARGIN = 2_048
+_LAST_WORD = re.compile(r"\S*\Z")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -52,11 +56,19 @@ class BudgetOut(BaseModel):
 
 
 def clip(text: str | None, limit: int = _MESSAGE_CHARS) -> str | None:
-    """Mask secrets and cut the text to `limit` characters."""
+    """CI- or InfraBox-written text as the model may see it: terminal-safe, secrets masked, cut to `limit` characters.
+
+    A long text is made safe only up to `limit` + `_CLIP_MARGIN` characters, and the last word of that piece is
+    dropped before it is shown: a secret has no whitespace in it, so one the piece's end cut too short to be
+    recognised lies in that word, never in what is shown.
+    """
     if not text:
         return text
-    masked = mask(text)
-    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+    if len(text) <= limit + _CLIP_MARGIN:
+        masked = mask(terminal_safe(text))
+        return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+    masked = _LAST_WORD.sub("", mask(terminal_safe(text[: limit + _CLIP_MARGIN])))
+    return masked[: limit - 1] + "…"
 
 
 def rendered_size(item: BaseModel, depth: int) -> int:
@@ -109,9 +121,9 @@ class BuildView(BaseModel):
             restart_counter=build.restart_counter,
             branch=clip(build.branch, 200),
             commit_id=clip(build.commit_id, 80),
-            status=build.status,
-            created_at=build.created_at,
-            finished_at=build.finished_at,
+            status=clip(build.status, 40),
+            created_at=clip(build.created_at, 40),
+            finished_at=clip(build.finished_at, 40),
         )
 
 
@@ -156,7 +168,7 @@ def job_views(jobs: Sequence[Job], now: float, *, build_jobs: Sequence[Job] | No
         JobView(
             id=job.id,
             name=clip(job.name, 200),
-            state=job.state,
+            state=clip(job.state, 40),
             duration_s=duration_s(job.start_date, job.end_date, now),
             message=clip(job.message),
             actions=_actions(job, by_id, context),
@@ -173,4 +185,4 @@ def problem_first(jobs: Sequence[Job]) -> list[Job]:
 
 
 def state_counts(jobs: Iterable[Job]) -> dict[str, int]:
-    return dict(sorted(Counter(job.state or "unknown" for job in jobs).items()))
+    return dict(sorted(Counter(clip(job.state, 40) or "unknown" for job in jobs).items()))

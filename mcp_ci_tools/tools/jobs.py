@@ -15,7 +15,7 @@ from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._pipeline import run_trigger
 from mcp_ci_tools.tools._read import ReadCall, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._triggers import Trigger, trigger_annotations
-from mcp_ci_tools.tools._views import BudgetOut, JobView, job_views
+from mcp_ci_tools.tools._views import BudgetOut, JobView, clip, job_views
 
 __all__ = [
     "ABORT_JOB",
@@ -131,9 +131,9 @@ def register_reads(server: ToolHost, deps: Deps) -> None:
             return GetJobResult(
                 project_id=project_id,
                 job=view,
-                build_id=job.build_id,
-                start_date=job.start_date,
-                end_date=job.end_date,
+                build_id=clip(job.build_id, 40),
+                start_date=clip(job.start_date, 40),
+                end_date=clip(job.end_date, 40),
                 next_step="get_build shows the job among its build's jobs, which decides dependency rules.",
             )
 
@@ -170,7 +170,7 @@ def register_triggers(server: ToolHost, deps: Deps) -> None:
             job_id=job_id,
             jobs_restarted=answer.jobs_restarted,
             new_job_ids=answer.new_job_ids,
-            infrabox_message=answer.message,
+            infrabox_message=clip(answer.message, 500),
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
             replayed=done.replayed,
@@ -198,7 +198,7 @@ def register_triggers(server: ToolHost, deps: Deps) -> None:
             project_id=project_id,
             job_id=job_id,
             new_job_id=new_id,
-            infrabox_message=done.answer.message,
+            infrabox_message=clip(done.answer.message, 500),
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
             replayed=done.replayed,
@@ -228,7 +228,7 @@ def register_triggers(server: ToolHost, deps: Deps) -> None:
             job_id=job_id,
             accepted=True,
             asynchronous=True,
-            infrabox_message=done.answer.message,
+            infrabox_message=clip(done.answer.message, 500),
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
             replayed=done.replayed,

@@ -21,7 +21,7 @@ from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._findings import ProblemJob, summarize
 from mcp_ci_tools.tools._host import ToolHost
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
-from mcp_ci_tools.tools._views import BuildView, JobView, job_views, problem_first, state_counts
+from mcp_ci_tools.tools._views import BuildView, JobView, clip, job_views, problem_first, state_counts
 
 __all__ = ["DEFAULT_TIMEOUT_S", "MAX_TIMEOUT_S", "WaitForBuildResult", "register"]
 
@@ -84,7 +84,7 @@ def register(server: ToolHost, deps: Deps) -> None:
                 jobs = page.items
                 done = sum(job.state in TERMINAL_STATES for job in jobs)
                 await ctx.report_progress(
-                    done, len(jobs), f"{done} of {len(jobs)} jobs ended; build {build.status}"
+                    done, len(jobs), f"{done} of {len(jobs)} jobs ended; build {clip(build.status, 40)}"
                 )
                 ended = bool(jobs) and not any(job.state in ACTIVE_STATES for job in jobs)
                 remaining = deadline - deps.clock()

@@ -9,6 +9,7 @@ import pytest
 
 from mcp_ci_tools import client, guards, policy
 from mcp_ci_tools.audit import AuditUnavailable
+from mcp_ci_tools.domain.logtext import PatternTooSlow
 from mcp_ci_tools.policy import BudgetState
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 from tests.conftest import TOKEN
@@ -62,6 +63,8 @@ def _instances(kind: type) -> list[Exception]:
         return [kind(outcome) for outcome in ("declined", "cancelled", "unsupported", "not_asked")]
     if kind is AuditUnavailable:
         return [kind("audit log not writable (OSError: No space left on device)")]
+    if kind is PatternTooSlow:
+        return [kind("(a|a)*$", 2, 2.0, 2.0)]
     raise AssertionError(f"add {kind.__name__} to this test")
 
 
@@ -69,6 +72,7 @@ ERROR_CLASSES = [
     *_all_subclasses(client.InfraBoxError),
     *_all_subclasses(policy.PolicyDenied),
     AuditUnavailable,
+    PatternTooSlow,
 ]
 TARGETS = [
     Target(

@@ -482,7 +482,7 @@ def test_no_fragment_of_a_secret_survives_the_grep_line_clip_or_byte_cut() -> No
 def test_grep_over_a_fifty_megabyte_log_counts_every_match_and_keeps_to_the_budget(
     fifty_megabyte_log: str,
 ) -> None:
-    result = grep(fifty_megabyte_log, r"^\d{5}000 ", context=1, max_bytes=4_096)
+    result = grep(fifty_megabyte_log, r"^\d{5}000 ", context=1, max_bytes=4_096, time_limit=60)
 
     assert (result.match_count, result.total_lines, result.search_complete) == (500, 500_000, True)
     assert result.returned_bytes <= 4_096
