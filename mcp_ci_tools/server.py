@@ -115,7 +115,7 @@ def _http_caller(client: InfraBoxClient) -> Callable[[], Caller]:
         access = get_access_token()
         if access is None:  # the HTTP apps require authentication before any MCP handling
             raise RuntimeError("no authenticated caller for this request")
-        return Caller.of(access.token, client.with_token(access.token))
+        return Caller.of(access.token, client.with_token(access.token), brings_own_token=True)
 
     return caller
 

@@ -27,11 +27,19 @@ class Caller:
     fingerprint: str
     key: str
     client: InfraBoxClient
+    brings_own_token: bool = (
+        False  # an HTTP caller: their own header, not the operator's setting, is at fault
+    )
 
     @classmethod
-    def of(cls, token: str, client: InfraBoxClient) -> Caller:
+    def of(cls, token: str, client: InfraBoxClient, *, brings_own_token: bool = False) -> Caller:
         """The caller of `token`; `client` must already send `token` (`InfraBoxClient.with_token`)."""
-        return cls(fingerprint=fingerprint(token), key=token_hash(token), client=client)
+        return cls(
+            fingerprint=fingerprint(token),
+            key=token_hash(token),
+            client=client,
+            brings_own_token=brings_own_token,
+        )
 
 
 @dataclass(frozen=True)

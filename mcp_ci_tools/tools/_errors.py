@@ -55,6 +55,9 @@ class Target:
     write: bool = True
     infrabox_url: str = ""
     token_fingerprint: str = ""
+    caller_brings_token: bool = (
+        False  # HTTP: the caller's own token, so the caller must act, not the operator
+    )
 
     @property
     def thing(self) -> str:
@@ -213,6 +216,15 @@ def _message(error: Exception, t: Target) -> str:
             return (
                 f"The audit log cannot be written ({error}), so trigger calls are refused and the {t.action} of "
                 f"{t.thing} was not sent. The operator must fix MCP_CI_AUDIT_LOG (disk space, permissions)."
+            )
+        case TokenRejected() if t.caller_brings_token:
+            return (
+                f"InfraBox rejected your token ({t.token_fingerprint}) as unknown, expired or revoked."
+                f"{_said(error)} {_nothing_done(t)} Connect again with a valid token of your own "
+                "(an ib_mcp_ token in the Authorization header, scheme Bearer; create one in the InfraBox UI or ask "
+                "the project's admin): "
+                "this server closes the sessions of this token, and retrying with it will not help."
+                + _request(error)
             )
         case TokenRejected():
             return (

@@ -88,6 +88,7 @@ class _Call(Generic[AnswerT]):
             target_id=self.target_id,
             infrabox_url=self.deps.infrabox_url,
             token_fingerprint=self.fingerprint,
+            caller_brings_token=self.caller.brings_own_token,
         )
 
     def record(

@@ -114,6 +114,7 @@ async def run_read(
         write=False,
         infrabox_url=deps.infrabox_url,
         token_fingerprint=caller.fingerprint,
+        caller_brings_token=caller.brings_own_token,
     )
 
     def audit(

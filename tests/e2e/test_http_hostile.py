@@ -198,7 +198,9 @@ async def test_the_sessions_of_a_token_infrabox_rejects_are_closed_and_it_is_ref
             assert (await http.post("/mcp", json=ready, headers=alice_session)).status_code == 202
             alice_call = await http.post("/mcp", json=_call(2, "list_projects"), headers=alice_session)
 
-    assert "InfraBox rejected" in answer.text  # the call that found out gets its answer first
+    assert "InfraBox rejected your token (sha256:" in answer.text  # the call that found out gets its answer
+    assert "valid token of your own" in answer.text  # the caller must act: their header is at fault
+    assert "INFRABOX_MCP_TOKEN" not in answer.text and "operator" not in answer.text
     assert streamable_ended and sse_ended
     for later in (refused, reused):
         assert later.status_code == 401

@@ -111,3 +111,21 @@ def test_the_infrabox_error_tree_is_the_documented_one() -> None:
         "RateLimited",
         "UpstreamBroken",
     }
+
+
+def test_a_rejected_token_points_at_whoever_brought_it() -> None:
+    rejected = client.TokenRejected("x", status=401, reason="token revoked", request_id="r-1")
+    operator = str(
+        to_tool_error(rejected, Target("read", "build", "p", token_fingerprint="sha256:0123456789ab"))
+    )
+    caller = str(
+        to_tool_error(
+            rejected,
+            Target("read", "build", "p", token_fingerprint="sha256:0123456789ab", caller_brings_token=True),
+        )
+    )
+
+    assert "this server's token" in operator and "INFRABOX_MCP_TOKEN" in operator
+    assert caller.startswith("InfraBox rejected your token (sha256:0123456789ab)")
+    assert "valid token of your own" in caller and "in the Authorization header, scheme Bearer" in caller
+    assert "INFRABOX_MCP_TOKEN" not in caller and "operator" not in caller
