@@ -89,16 +89,23 @@ def _transport_asked(args: Sequence[str], environ: Mapping[str, str]) -> str:
 
 
 def _serve_http(settings: Settings) -> int:
+    import anyio
+
     from mcp_ci_tools.domain.masking import mask
     from mcp_ci_tools.http_app import build_http_app, serve_http
     from mcp_ci_tools.inflight import InFlight
-    from mcp_ci_tools.server import build_server
+    from mcp_ci_tools.server import audit_log_usable, build_server
     from mcp_ci_tools.state import open_state
 
     inflight = InFlight()
     state = open_state(settings.state_url, prefix=settings.state_prefix, timeout=settings.state_timeout)
     server = build_server(settings, inflight=inflight, state=state)
-    app = build_http_app(server, settings, readiness=state.ready)
+
+    async def ready() -> bool:
+        # Not ready while trigger tools would refuse: Redis not answering, or the audit file not writable.
+        return await state.ready() and await anyio.to_thread.run_sync(audit_log_usable, settings.audit_log)
+
+    app = build_http_app(server, settings, readiness=ready)
     _start_up_done()
     if settings.state_url:
         log.info("budgets, learned permissions and guards are shared through %s", mask(settings.state_url))

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INSTRUCTIONS",
     "InfraBoxTokenVerifier",
+    "audit_log_usable",
     "build_deps",
     "build_server",
     "rejected_tokens",
@@ -59,6 +60,16 @@ the smallest action: rerun_job (one job), restart_job (a job and its downstream 
 build). Trigger tools (restart_*, rerun_job, abort_*) share a small budget (InfraBox allows 5 a minute and
 counts refused calls), are audited, and are never retried automatically: if one reports an unknown outcome,
 check the state before trying again. whoami shows whether triggering is allowed and the budgets left."""
+
+
+def audit_log_usable(path: Path) -> bool:
+    """Whether the audit file can be written now (checked and a torn tail repaired, as a write would): for
+    `/readyz`, so a replica whose triggers would refuse is taken out of rotation. Blocking file I/O."""
+    try:
+        JsonlFileSink(path).repair()
+    except OSError:
+        return False
+    return True
 
 
 def repair_audit_log(path: Path) -> bool:

@@ -59,3 +59,49 @@ async def test_an_audit_file_that_cannot_be_trusted_is_one_warning_line_and_trig
     assert any("serving MCP over stdio" in line for line in stderr)  # it started anyway
     assert refused.is_error and "audit" in text_of(refused).lower()
     assert target.read_text() == ""
+
+
+def test_over_http_readyz_is_503_while_the_audit_file_cannot_be_written_and_recovers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("")
+    audit = tmp_path / "audit.jsonl"
+    audit.symlink_to(target)
+    port = free_port()
+    env = {
+        "PATH": "",
+        "HOME": str(tmp_path),
+        "INFRABOX_URL": "http://127.0.0.1:9",
+        "MCP_CI_AUDIT_LOG": str(audit),
+    }
+    command = [sys.executable, "-m", "mcp_ci_tools", "--transport", "http", "--port", str(port)]
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as server:
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    health = httpx.get(base + "/healthz", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                    time.sleep(0.1)
+            unready = httpx.get(base + "/readyz", timeout=5)
+            audit.unlink()  # the operator fixes it: the server may now create the file itself
+            ready = httpx.get(base + "/readyz", timeout=5)
+        finally:
+            server.terminate()
+            stderr = server.communicate(timeout=20)[1]
+
+    assert health.status_code == 200  # alive
+    assert unready.status_code == 503 and unready.json() == {"status": "not ready"}  # out of rotation
+    assert ready.status_code == 200  # back without a restart
+    assert sum("audit log unusable" in line for line in stderr.splitlines()) == 1  # warned once
+    assert target.read_text() == ""  # nothing written through the symlink
