@@ -9,6 +9,7 @@ mcp-ci-tools --version          print the version
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -92,7 +93,7 @@ def _serve_http(settings: Settings) -> int:
     import anyio
 
     from mcp_ci_tools.domain.masking import mask
-    from mcp_ci_tools.http_app import build_http_app, serve_http
+    from mcp_ci_tools.http_app import build_http_app, listen, serve_http
     from mcp_ci_tools.inflight import InFlight
     from mcp_ci_tools.server import audit_log_usable, build_server
     from mcp_ci_tools.state import open_state
@@ -106,6 +107,17 @@ def _serve_http(settings: Settings) -> int:
         return await state.ready() and await anyio.to_thread.run_sync(audit_log_usable, settings.audit_log)
 
     app = build_http_app(server, settings, readiness=ready)
+    try:
+        sock = listen(settings.host, settings.port)
+    except OSError as error:
+        variable = "MCP_CI_PORT" if error.errno == errno.EADDRINUSE else "MCP_CI_HOST"
+        print(
+            f"mcp-ci-tools: configuration error: {variable}: cannot listen on {settings.host}:{settings.port}: "
+            f"{error.strerror or error}",
+            file=sys.stderr,
+        )
+        return 2
+    port = sock.getsockname()[1]
     _start_up_done()
     if settings.state_url:
         log.info("budgets, learned permissions and guards are shared through %s", mask(settings.state_url))
@@ -115,13 +127,14 @@ def _serve_http(settings: Settings) -> int:
         "(trigger %s, audit log %s)",
         settings.transport,
         settings.host,
-        settings.port,
+        port,
         paths,
         settings.infrabox_url,
         "decided by InfraBox per token" if settings.allow_trigger else "off for everyone",
         settings.audit_log,
     )
-    serve_http(app, settings, inflight=inflight)
+    with sock:
+        serve_http(app, settings, inflight=inflight, sock=sock)
     log.info("stopped; audit log %s is complete", settings.audit_log)
     return 0
 

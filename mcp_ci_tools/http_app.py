@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "LOOPBACK_ORIGINS",
     "Gate",
     "build_http_app",
+    "listen",
     "security_settings",
     "serve_http",
     "uvicorn_config",
@@ -228,8 +230,26 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
     return uvicorn.Config(app, **{**options, **overrides})
 
 
-def serve_http(app: Starlette, settings: Settings, *, inflight: InFlight) -> None:
-    """Serve `app` with uvicorn until SIGTERM/SIGINT, draining first (blocking)."""
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port` (0: a free port), bound before anything says it is serving, so a
+    port in use is an `OSError` here rather than a uvicorn traceback after "serving…"."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def serve_http(
+    app: Starlette, settings: Settings, *, inflight: InFlight, sock: socket.socket | None = None
+) -> None:
+    """Serve `app` with uvicorn until SIGTERM/SIGINT, draining first (blocking); on `sock` if given."""
     gate = Gate(app, max_streams=settings.max_sessions)
     config = uvicorn_config(with_cors(gate, settings), settings)
-    _DrainingServer(config, gate=gate, inflight=inflight, grace=settings.shutdown_grace).run()
+    server = _DrainingServer(config, gate=gate, inflight=inflight, grace=settings.shutdown_grace)
+    server.run(sockets=None if sock is None else [sock])

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,50 @@ def test_good_values_still_start(name: str, value: str) -> None:
     settings = load_settings(["--transport", "http"], {**GOOD, name: value})
 
     assert settings.infrabox_url in ("https://infrabox.example.com", "https://infrabox.example.com/ci")
+
+
+def test_a_port_in_use_is_exit_2_with_one_line_and_no_serving_claim(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        completed = subprocess.run(
+            [sys.executable, "-m", "mcp_ci_tools", "--transport", "http", "--port", str(port)],
+            env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **GOOD},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    errors = [line for line in completed.stderr.splitlines() if "configuration error" in line]
+    assert completed.returncode == 2
+    assert errors == [
+        f"mcp-ci-tools: configuration error: MCP_CI_PORT: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert "serving MCP" not in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_port_0_logs_the_port_it_got_and_serves_there(tmp_path: Path) -> None:
+    import re
+
+    import httpx
+
+    command = [sys.executable, "-m", "mcp_ci_tools", "--transport", "http", "--port", "0"]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **GOOD}
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as server:
+        assert server.stderr is not None
+        try:
+            line = ""
+            while "serving MCP over http at" not in line:
+                line = server.stderr.readline()
+                assert line, "the server stopped before it said where it serves"
+            found = re.search(r"at http://127\.0\.0\.1:(\d+) ", line)
+            assert found is not None, line
+            health = httpx.get(f"http://127.0.0.1:{found.group(1)}/healthz", timeout=10)
+        finally:
+            server.terminate()
+            server.communicate(timeout=20)
+
+    assert int(found.group(1)) != 0
+    assert health.status_code == 200
