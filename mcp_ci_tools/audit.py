@@ -30,6 +30,7 @@ from mcp_ci_tools.domain.masking import describe_value, mask
 from mcp_ci_tools.domain.timestamps import Clock, rfc3339
 
 __all__ = [
+    "STDOUT",
     "AuditLog",
     "AuditRecord",
     "AuditSink",
@@ -37,6 +38,7 @@ __all__ = [
     "Decision",
     "JsonlFileSink",
     "Outcome",
+    "StdoutSink",
     "UnsafeAuditFile",
     "WriteFunction",
 ]
@@ -321,6 +323,35 @@ def _kind(mode: int) -> str:
         (stat.S_ISLNK, "a symbolic link"),
     ]
     return next((name for test, name in kinds if test(mode)), f"file type {stat.S_IFMT(mode):o}")
+
+
+STDOUT = Path("-")  # MCP_CI_AUDIT_LOG=-: the records go to standard output (HTTP transports only)
+
+
+class StdoutSink:
+    """Writes each record as one line to standard output, for a container's log collector.
+
+    Only with the HTTP transports, where stdout carries nothing else (logs go to stderr); over stdio it is
+    the protocol channel, so configuration refuses `-` there. Each line is one `write(2)` under a lock, so
+    lines never interleave; `durable` cannot be more than that on a pipe (fsync does not apply to one).
+    """
+
+    def __init__(self, fd: int = 1, *, write: WriteFunction = os.write) -> None:
+        self._fd = fd
+        self._write = write
+        self._lock = threading.Lock()
+
+    def write(self, line: str, *, durable: bool) -> None:
+        if "\n" in line:
+            raise ValueError("an audit line must not contain a newline")
+        data = (line + "\n").encode()
+        with self._lock:
+            done = 0
+            while done < len(data):
+                written = self._write(self._fd, data[done:])
+                if written <= 0:
+                    raise OSError(errno.EIO, "write(2) to standard output wrote nothing")
+                done += written
 
 
 @dataclass(frozen=True)

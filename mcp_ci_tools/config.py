@@ -129,7 +129,9 @@ class Settings(BaseSettings):
         30, ge=1, le=10_000, description="budget of each read bucket: projects, builds, jobs"
     )
     log_per_minute: int = Field(10, ge=1, le=10_000, description="budget of log reads")
-    audit_log: Path = Field(description="audit JSONL file")  # load_settings defaults it from the environment
+    audit_log: Path = Field(
+        description="audit JSONL file; - writes the records to stdout (HTTP transports only)"
+    )  # load_settings defaults it from the environment
     timeout: float = Field(30.0, gt=0, le=600, description="seconds per HTTP request")
     transport: Transport = Field("stdio", description="streamable-http serves /mcp, sse /sse, http both")
     host: str = Field("127.0.0.1", description="HTTP bind address")
@@ -404,6 +406,12 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     for name in [*required, "token"] if transport == "stdio" else required:
         if name not in values:
             raise ConfigError(variable[name], f"is required (set it or pass {flag[name]})")
+    if transport == "stdio" and str(values.get("audit_log", "")) == "-":
+        raise ConfigError(
+            variable["audit_log"],
+            "'-' (standard output) works only with the HTTP transports: over stdio, stdout carries the MCP "
+            "messages and nothing else; name a file instead",
+        )
     if transport != "stdio" and "token" in values:
         raise ConfigError(
             variable["token"],

@@ -19,7 +19,7 @@ from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
 from mcp_ci_tools import __version__
-from mcp_ci_tools.audit import AuditLog, AuditSink, JsonlFileSink, UnsafeAuditFile
+from mcp_ci_tools.audit import STDOUT, AuditLog, AuditSink, JsonlFileSink, StdoutSink, UnsafeAuditFile
 from mcp_ci_tools.client import InfraBoxClient
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
@@ -46,6 +46,7 @@ __all__ = [
     "INSTRUCTIONS",
     "InfraBoxTokenVerifier",
     "audit_log_usable",
+    "audit_sink_for",
     "build_deps",
     "build_server",
     "rejected_tokens",
@@ -62,9 +63,16 @@ counts refused calls), are audited, and are never retried automatically: if one 
 check the state before trying again. whoami shows whether triggering is allowed and the budgets left."""
 
 
+def audit_sink_for(path: Path) -> AuditSink:
+    """The sink `MCP_CI_AUDIT_LOG` names: a JSONL file, or standard output for `-`."""
+    return StdoutSink() if path == STDOUT else JsonlFileSink(path)
+
+
 def audit_log_usable(path: Path) -> bool:
     """Whether the audit file can be written now (checked and a torn tail repaired, as a write would): for
     `/readyz`, so a replica whose triggers would refuse is taken out of rotation. Blocking file I/O."""
+    if path == STDOUT:
+        return True
     try:
         JsonlFileSink(path).repair()
     except OSError:
@@ -78,6 +86,8 @@ def repair_audit_log(path: Path) -> bool:
     Returns whether the file can be used. If not, one warning line names `MCP_CI_AUDIT_LOG` and the reason;
     the server still starts (reads work), and trigger tools refuse, as they do whenever the audit fails.
     """
+    if path == STDOUT:
+        return True
     try:
         quarantined = JsonlFileSink(path).repair()
     except OSError as error:
@@ -261,7 +271,7 @@ def build_server(
         settings,
         client=client,
         state=state,
-        audit_sink=audit_sink or JsonlFileSink(settings.audit_log),
+        audit_sink=audit_sink or audit_sink_for(settings.audit_log),
         clock=clock,
         sleep=sleep,
         new_request_id=new_request_id,
