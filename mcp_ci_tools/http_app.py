@@ -37,11 +37,11 @@ __all__ = [
     "LOOPBACK_ORIGINS",
     "Gate",
     "build_http_app",
+    "http_stack",
     "listen",
     "security_settings",
     "serve_http",
     "uvicorn_config",
-    "with_cors",
 ]
 
 log = logging.getLogger("mcp_ci_tools.http")
@@ -162,9 +162,12 @@ def _guarded(app: Starlette, server: MCPServer, settings: Settings, *, streamabl
     return app
 
 
-def with_cors(app: ASGIApp, settings: Settings) -> Cors:
-    """`app` behind CORS for the origins the transport security allows (outermost: every answer gets it)."""
-    return Cors(app, origins=OriginAllowList(security_settings(settings).allowed_origins or ()))
+def http_stack(app: Starlette, settings: Settings) -> tuple[ASGIApp, Gate]:
+    """What uvicorn serves, and its gate: CORS outermost (so every answer, a refusal by the gate or the
+    guard included, carries it), then the gate (draining, stream cap), then `app`."""
+    gate = Gate(app, max_streams=settings.max_sessions)
+    origins = OriginAllowList(security_settings(settings).allowed_origins or ())
+    return Cors(gate, origins=origins), gate
 
 
 class _DrainingServer(uvicorn.Server):
@@ -249,7 +252,7 @@ def serve_http(
     app: Starlette, settings: Settings, *, inflight: InFlight, sock: socket.socket | None = None
 ) -> None:
     """Serve `app` with uvicorn until SIGTERM/SIGINT, draining first (blocking); on `sock` if given."""
-    gate = Gate(app, max_streams=settings.max_sessions)
-    config = uvicorn_config(with_cors(gate, settings), settings)
+    served, gate = http_stack(app, settings)
+    config = uvicorn_config(served, settings)
     server = _DrainingServer(config, gate=gate, inflight=inflight, grace=settings.shutdown_grace)
     server.run(sockets=None if sock is None else [sock])

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from mcp.types import CallToolResult
 from packaging.requirements import Requirement
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
+from tests.processes import wait_until_answering
 
 ROOT = Path(__file__).parent.parent.parent
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -204,7 +204,7 @@ def test_a_trigger_call_is_accepted_under_the_images_run_conditions(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(base, server)
+        wait_until_answering(base + "/healthz", server)
         ready = httpx.get(base + "/readyz")
         healthcheck = exec_form("HEALTHCHECK")
         healthcheck = [
@@ -236,20 +236,6 @@ def test_a_trigger_call_is_accepted_under_the_images_run_conditions(
     assert "audit log not writable" not in err and "Traceback" not in err
     assert server.returncode == 0
     shutil.rmtree(audit_dir)
-
-
-def _wait_until_serving(base: str, server: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the server exited with {server.returncode}: {server.communicate()[1][-2000:]}")
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("the server did not answer /healthz within 20 s")
 
 
 async def _rerun_a_job(base: str) -> CallToolResult:

@@ -6,11 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import httpx2
 import pytest
 from mcp import Client
@@ -18,6 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
 from tests.conftest import free_port
+from tests.processes import wait_until_answering
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +44,7 @@ async def test_over_http_the_records_go_to_stdout_and_nothing_else_does(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as server:
         try:
-            _wait_until_ready(base, server)
+            wait_until_answering(base + "/readyz", server)
             headers = {"Authorization": f"Bearer {SANDBOX_TOKENS['trigger'].token}"}
             async with (
                 httpx2.AsyncClient(headers=headers, timeout=30) as http,
@@ -90,15 +89,3 @@ def test_over_stdio_a_dash_is_refused_at_start(tmp_path: Path) -> None:
         "mcp-ci-tools: configuration error: MCP_CI_AUDIT_LOG: '-' (standard output) works only with the HTTP "
         "transports: over stdio, stdout carries the MCP messages and nothing else; name a file instead"
     ]
-
-
-def _wait_until_ready(base: str, server: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and server.poll() is None, "the server did not get ready"
-        time.sleep(0.1)

@@ -6,21 +6,14 @@ browser sends for a page on another origin.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from mcp_ci_tools.cors import ALLOWED_REQUEST_HEADERS, OriginAllowList
-from mcp_ci_tools.http_app import Gate, build_http_app, with_cors
-from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SandboxHandle, start_in_thread
-from mcp_ci_tools.server import build_server
-from tests.e2e.test_http import INIT, MCP_HEADERS, http_settings
+from mcp_ci_tools.sandbox import SANDBOX_TOKENS, start_in_thread
+from tests.e2e.test_http import INIT, MCP_HEADERS, http_settings, serving
 
 ALICE = SANDBOX_TOKENS["trigger"].token
 PAGE = "http://127.0.0.1:5173"  # a dev server on another loopback port: allowed without configuration
@@ -35,32 +28,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One server for the module: these requests change nothing a later one could see."""
     tmp_path = tmp_path_factory.mktemp("cors")
     with start_in_thread(tmp_path / "sandbox.sqlite3", job_duration_s=0, tick_interval_s=0.05) as sandbox:
-        yield from _serving(sandbox, tmp_path)
-
-
-def _serving(sandbox: SandboxHandle, tmp_path: Path) -> Iterator[str]:
-    settings = http_settings(sandbox, tmp_path, allowed_origins=(CHAT,), max_body_bytes=4096)
-    app = Gate(build_http_app(build_server(settings), settings), max_streams=settings.max_sessions)
-    config = uvicorn.Config(
-        with_cors(app, settings), host="127.0.0.1", port=0, log_config=None, access_log=False, ws="none"
-    )
-    with _running(uvicorn.Server(config)) as url:
-        yield url
-
-
-@contextmanager
-def _running(server: uvicorn.Server) -> Iterator[str]:
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+        settings = http_settings(sandbox, tmp_path, allowed_origins=(CHAT,), max_body_bytes=4096)
+        with serving(settings) as url:
+            yield url
 
 
 def preflight(

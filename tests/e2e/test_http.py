@@ -22,7 +22,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_ci_tools.config import Settings
-from mcp_ci_tools.http_app import Gate, build_http_app, uvicorn_config
+from mcp_ci_tools.http_app import build_http_app, http_stack, uvicorn_config
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
 from mcp_ci_tools.sandbox import db as sandbox_db
 from mcp_ci_tools.server import build_server
@@ -55,7 +55,7 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxHandle]:
 @contextmanager
 def serving(settings: Settings) -> Iterator[str]:
     """Our HTTP app on a free loopback port, in a thread; yields its base URL."""
-    app = Gate(build_http_app(build_server(settings), settings), max_streams=settings.max_sessions)
+    app, _ = http_stack(build_http_app(build_server(settings), settings), settings)
     config = uvicorn_config(app, settings, port=0, lifespan="auto", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
-import httpx
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
@@ -25,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED
 from tests.conftest import free_port
+from tests.processes import wait_until_answering
 
 pytestmark = pytest.mark.anyio
 
@@ -53,16 +53,7 @@ def _serving(tmp_path: Path, transport: str) -> Iterator[tuple[str, list[str]]]:
     ]
     with subprocess.Popen(command, env=_env(tmp_path), stderr=subprocess.PIPE, text=True) as process:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+        wait_until_answering(base + "/healthz", process)
         stopped: list[str] = []
         try:
             yield base, stopped

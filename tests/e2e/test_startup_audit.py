@@ -64,11 +64,11 @@ async def test_an_audit_file_that_cannot_be_trusted_is_one_warning_line_and_trig
 def test_over_http_readyz_is_503_while_the_audit_file_cannot_be_written_and_recovers(tmp_path: Path) -> None:
     import subprocess
     import sys
-    import time
 
     import httpx
 
     from tests.conftest import free_port
+    from tests.processes import wait_until_answering
 
     target = tmp_path / "elsewhere.jsonl"
     target.write_text("")
@@ -85,14 +85,7 @@ def test_over_http_readyz_is_503_while_the_audit_file_cannot_be_written_and_reco
     with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as server:
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    health = httpx.get(base + "/healthz", timeout=2)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                    time.sleep(0.1)
+            health = wait_until_answering(base + "/healthz", server)
             unready = httpx.get(base + "/readyz", timeout=5)
             audit.unlink()  # the operator fixes it: the server may now create the file itself
             ready = httpx.get(base + "/readyz", timeout=5)
