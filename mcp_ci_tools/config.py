@@ -232,28 +232,22 @@ class Settings(BaseSettings):
     @field_validator("allowed_origins")
     @classmethod
     def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for origin in value:
-            if not _ORIGIN.fullmatch(origin):
-                raise PydanticCustomError(
-                    "origin",
-                    "{got} is not a browser origin: write scheme://host[:port] (or scheme://host:* for any "
-                    "port), with no path and no trailing slash, e.g. https://chat.example.com",
-                    {"got": repr(origin[:80])},
-                )
-        return value
+        return _all_match(
+            value,
+            _ORIGIN,
+            "is not a browser origin: write scheme://host[:port] (or scheme://host:* for any port), with no "
+            "path and no trailing slash, e.g. https://chat.example.com",
+        )
 
     @field_validator("allowed_hosts")
     @classmethod
     def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for host in value:
-            if not _HOST.fullmatch(host):
-                raise PydanticCustomError(
-                    "host",
-                    "{got} is not a Host header value: write name, name:port or name:* (no scheme, no path), "
-                    "e.g. ci-tools.example.com",
-                    {"got": repr(host[:80])},
-                )
-        return value
+        return _all_match(
+            value,
+            _HOST,
+            "is not a Host header value: write name, name:port or name:* (no scheme, no path), "
+            "e.g. ci-tools.example.com",
+        )
 
     @field_validator("token")
     @classmethod
@@ -312,6 +306,14 @@ class Settings(BaseSettings):
         if self.token is None:
             raise ValueError("no token configured: HTTP callers bring their own")
         return fingerprint(self.token.get_secret_value())
+
+
+def _all_match(items: tuple[str, ...], form: re.Pattern[str], problem: str) -> tuple[str, ...]:
+    """`items`, if each has the `form`; else the error names the first that does not, and the `problem`."""
+    for item in items:
+        if not form.fullmatch(item):
+            raise PydanticCustomError("form", "{got} " + problem, {"got": repr(item[:80])})
+    return items
 
 
 def _key(name: str) -> str:
