@@ -89,4 +89,3 @@ def register(server: ToolHost, deps: Deps) -> None:
             fetch=fetch,
             detail=lambda r: {"ended": r.ended, "polls": r.polls},
         )
-
