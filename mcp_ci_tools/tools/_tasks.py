@@ -51,7 +51,7 @@ from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._read import run_read
 from mcp_ci_tools.tools._waiting import NEEDS, Look, conclude, look, poll_floor
 
-__all__ = ["TASKS_EXTENSION", "TaskWaits"]
+__all__ = ["TASKS_EXTENSION", "TOOL", "Status", "TaskParams", "TaskRecord", "TaskWaits"]
 
 log = logging.getLogger("mcp_ci_tools.tasks")
 
