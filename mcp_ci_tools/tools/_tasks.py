@@ -174,7 +174,9 @@ class TaskWaits(Extension):
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
         require_client_extension(ctx, TASKS_EXTENSION)
         record = await self._find(params.task_id)
-        if record.status == "working" and self._deps.clock() >= record.next_look:
+        if record.status == "working" and (
+            self._deps.clock() >= record.next_look or await self._cancel_requested(params.task_id)
+        ):
             record = await self._advance(params.task_id, record, cancel=False)
         return {"resultType": "complete", **_task_fields(params.task_id, record)}
 
@@ -221,23 +223,28 @@ class TaskWaits(Extension):
             record = TaskRecord.load(text)
             if record.status != "working":
                 return record
-            now = self._deps.clock()
-            if cancel or await self._store(lambda: self._state.get(_cancel_key(task_id))) is not None:
+            # A cancel that found the lock taken left a flag: it is applied by the next request that gets it.
+            cancel = cancel or await self._cancel_requested(task_id)
+            if not cancel:
+                if self._deps.clock() < record.next_look:
+                    return record
+                record = await self._look(task_id, record)
+                cancel = record.status == "working" and await self._cancel_requested(task_id)
+            if cancel:
                 record = replace(
                     record,
                     status="cancelled",
-                    updated=now,
+                    updated=self._deps.clock(),
                     message="Cancelled: the wait ended; the build was not touched (abort_build stops it).",
                 )
                 self._audit(record, task_id, "cancelled")
-            elif now >= record.next_look:
-                record = await self._look(task_id, record)
-            else:
-                return record
             await self._store(lambda: self._state.set(_key(task_id), record.dump(), self._store_ttl(record)))
             return record
         finally:
             await self._store(lambda: self._state.delete(lock))
+
+    async def _cancel_requested(self, task_id: str) -> bool:
+        return await self._store(lambda: self._state.get(_cancel_key(task_id))) is not None
 
     async def _look(self, task_id: str, record: TaskRecord) -> TaskRecord:
         now = self._deps.clock()
