@@ -408,3 +408,45 @@ def test_the_audit_never_holds_the_token_or_the_task_id(sandbox: SandboxHandle, 
         records[0]["token"].startswith("sha256:")
         and records[0]["detail"]["task_ref"] == records[1]["detail"]["task_ref"]
     )
+
+
+def test_a_tool_error_completes_the_task_with_the_same_error_result(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    unknown = wait_args("b9999999-0000-4000-8000-000000000000")
+    with served(sandbox, tmp_path) as (base, clock):
+        wire = Wire(base, ALICE)
+        task_id = wire.call("wait_for_build", unknown)["result"]["taskId"]
+        done = poll_to_end(wire, clock, task_id)[-1]
+        synchronous = wire.call("wait_for_build", unknown, tasks=False)["result"]
+
+    def text(result: dict[str, Any]) -> str:
+        return re.sub(r"request id [0-9a-f-]+", "request id …", result["content"][0]["text"])
+
+    assert done["status"] == "completed" and done["result"]["isError"] is True is synchronous["isError"]
+    assert text(done["result"]) == text(synchronous) and "Error executing tool wait_for_build" in text(
+        synchronous
+    )
+    assert task_events(tmp_path) == ["task_created", "task_completed"]
+
+
+class Exploding(httpx.AsyncBaseTransport):
+    """InfraBox's transport failing in a way nothing expects."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("unexpected")
+
+
+def test_an_internal_error_fails_the_task_with_a_json_rpc_error(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    clock = SkewClock()
+    settings = settings_for(sandbox, tmp_path)
+    with serving(build_server(settings, clock=clock, transport=Exploding()), settings) as base:
+        wire = Wire(base, ALICE)
+        task_id = wire.call("wait_for_build", wait_args(SEED.failed_build))["result"]["taskId"]
+        done = poll_to_end(wire, clock, task_id)[-1]
+    assert done["status"] == "failed" and "result" not in done
+    assert done["error"] == {"code": -32603, "message": "Internal error while waiting for the build"}
+    assert done["statusMessage"] == done["error"]["message"]
+    assert task_events(tmp_path) == ["task_created", "task_failed"]
