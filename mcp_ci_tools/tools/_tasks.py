@@ -137,9 +137,9 @@ class TaskWaits(Extension):
         arguments = params.arguments or {}
         project_id, build_id = str(arguments.get("project_id", "")), str(arguments.get("build_id", ""))
         try:  # ids the bounded wait would refuse at once are refused by it, as for any client
-            deps_project = parse_id("project_id", project_id)
+            project = parse_id("project_id", project_id)
             parse_id("build_id", build_id)
-            self._deps.scope.check(deps_project)
+            self._deps.scope.check(project)
         except PolicyDenied:
             return await call_next(ctx)
         now = self._deps.clock()
