@@ -26,7 +26,8 @@ from mcp_ci_tools.inflight import InFlight
 from mcp_ci_tools.policy import WINDOW_SECONDS, Budget, ReadBudgets, StateContinuity, TriggerPermission
 from mcp_ci_tools.publish import CompactToolList
 from mcp_ci_tools.state import State, open_state
-from mcp_ci_tools.tools import ArgumentCheck, Caller, Deps, TaskWaits, register_all
+from mcp_ci_tools.tools import ArgumentCheck, Caller, Deps, register_all
+from mcp_ci_tools.tools._tasks import TaskWaits
 
 if TYPE_CHECKING:
     import httpx

@@ -11,9 +11,8 @@ from mcp.types import ToolAnnotations
 from mcp_ci_tools.tools import builds, diagnosis, identity, jobs, logs, projects, wait
 from mcp_ci_tools.tools._arguments import ArgumentCheck
 from mcp_ci_tools.tools._deps import Caller, Deps
-from mcp_ci_tools.tools._tasks import TaskWaits
 
-__all__ = ["ArgumentCheck", "Caller", "Deps", "TaskWaits", "register_all"]
+__all__ = ["ArgumentCheck", "Caller", "Deps", "register_all"]
 
 _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 
