@@ -184,6 +184,12 @@ class Settings(BaseSettings):
         description="seconds wait_for_build waits at most in one call; raise it only for clients that allow "
         "calls that long (many cut a call at about 60 s)",
     )
+    task_ttl: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        description="seconds a wait_for_build task (MCP Tasks) lives, its result included",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -2,8 +2,9 @@
 
 It starts the sandbox on a free loopback port, spawns `mcp-ci-tools` over stdio with the official SDK client
 (exactly as an MCP client would), and plays: diagnose the red build, rerun a job, restart a job with its
-downstream jobs, restart a build and watch it run, abort a running build, then a refusal with a token that
-has no trigger permission, the budget running out, and the audit lines written. Every step checks its
+downstream jobs, restart a build and watch it run, abort a running build, wait for a build as an MCP task
+(a client that declares the Tasks extension polls tasks/get), then a refusal with a token that has no trigger
+permission, the budget running out, and the audit lines written. Every step checks its
 outcome; the exit status is non-zero if any step misbehaves, so the demo doubles as a smoke test.
 """
 
@@ -17,12 +18,13 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, Literal, TextIO
 
 import anyio
 from mcp import Client, StdioServerParameters
+from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, Request, RequestParams, Result, TextContent
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, start_in_thread
 
@@ -39,6 +41,7 @@ class _Session:
     def __init__(self, client: Client, out: TextIO) -> None:
         self.client = client
         self.out = out
+        self.followed_build: str | None = None  # a restarted build, for the task-based wait
 
     async def call(
         self,
@@ -102,9 +105,62 @@ def _expect(condition: bool, message: str) -> None:
         raise StepFailed(message)
 
 
-def _server(env: dict[str, str], errlog: TextIO) -> Client:
+def _server(env: dict[str, str], errlog: TextIO, extensions: list[ClientExtension] | None = None) -> Client:
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_ci_tools"], env=env)
-    return Client(stdio_client(params, errlog=errlog))
+    return Client(stdio_client(params, errlog=errlog), extensions=extensions)
+
+
+class _CreatedTask(Result):
+    result_type: Literal["task"]
+    task_id: str
+    status: str
+    status_message: str | None = None
+    poll_interval_ms: int | None = None
+
+
+class _TaskState(Result):
+    task_id: str
+    status: str
+    status_message: str | None = None
+    poll_interval_ms: int | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class _TaskId(RequestParams):
+    task_id: str
+
+
+class _GetTask(Request[_TaskId, Literal["tasks/get"]]):
+    name_param: ClassVar[str | None] = "taskId"
+
+
+class _Tasks(ClientExtension):
+    """A client side of MCP Tasks (SEP-2663): follows a task with tasks/get to its result, printing each state."""
+
+    identifier = "io.modelcontextprotocol/tasks"
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.states: list[str] = []
+
+    def claims(self) -> list[ResultClaim[Any]]:
+        return [ResultClaim(result_type="task", model=_CreatedTask, resolve=self._follow)]
+
+    async def _follow(self, task: _CreatedTask, ctx: ClaimContext) -> CallToolResult:
+        print(f"  task {task.task_id[:8]}… {task.status}: {task.status_message}", file=self.out)
+        self.states.append(task.status)
+        interval = (task.poll_interval_ms or 2000) / 1000
+        while True:
+            await anyio.sleep(interval)
+            request = _GetTask(method="tasks/get", params=_TaskId(task_id=task.task_id))
+            state = await ctx.session.send_request(request, _TaskState)
+            print(f"  tasks/get: {state.status}: {state.status_message}", file=self.out)
+            self.states.append(state.status)
+            interval = (state.poll_interval_ms or 2000) / 1000
+            if state.status == "completed" and state.result is not None:
+                return CallToolResult.model_validate(state.result)
+            _expect(state.status == "working", f"the task ended {state.status}: {state.error}")
 
 
 async def _agent_session(s: _Session) -> None:
@@ -189,6 +245,7 @@ async def _agent_session(s: _Session) -> None:
     )
     looped = await s.refused("restart_build", {"project_id": P, "build_id": newer["new_build_id"]})
     _expect("Restart-loop guard" in looped, "the fourth restart of build #42's lineage was not refused")
+    s.followed_build = newer["new_build_id"]
     await s.call(
         "abort_build",
         {"project_id": P, "build_id": SEED.running_build},
@@ -225,6 +282,18 @@ async def _wait(s: _Session, project_id: str, build_id: str) -> None:
     )
     print(
         f"  ended {content['build']['status']} after {content['waited_s']} s: {content['state_counts']}",
+        file=s.out,
+    )
+
+
+async def _wait_as_task(s: _Session, tasks: _Tasks, project_id: str, build_id: str) -> None:
+    print(f"\n> wait_for_build(project_id=payments-service, build_id={build_id}) as an MCP task", file=s.out)
+    result = await s.client.call_tool("wait_for_build", {"project_id": project_id, "build_id": build_id})
+    content: dict[str, Any] = result.structured_content or {}
+    _expect(tasks.states[:1] == ["working"], f"no task was created: {tasks.states}")
+    _expect(not result.is_error and bool(content.get("ended")), f"the task's build did not end: {content}")
+    print(
+        f"  ended {content['build']['status']} after {content['polls']} look(s) at it: {content['state_counts']}",
         file=s.out,
     )
 
@@ -268,8 +337,18 @@ async def _run(out: TextIO, workdir: Path, errlog: TextIO) -> None:
         print(
             f"Sandbox InfraBox at {sandbox.url}; agent connects with the 'trigger' token (alice).", file=out
         )
-        async with _server({**base, "INFRABOX_MCP_TOKEN": SANDBOX_TOKENS["trigger"].token}, errlog) as client:
-            await _agent_session(_Session(client, out))
+        alice = {**base, "INFRABOX_MCP_TOKEN": SANDBOX_TOKENS["trigger"].token}
+        async with _server(alice, errlog) as client:
+            session = _Session(client, out)
+            await _agent_session(session)
+        assert session.followed_build is not None
+        print(
+            "\nThe agent's client now declares MCP Tasks: wait_for_build answers with a task to poll.",
+            file=out,
+        )
+        tasks = _Tasks(out)
+        async with _server(alice, errlog, [tasks]) as client:
+            await _wait_as_task(_Session(client, out), tasks, SEED.payments, session.followed_build)
         print(
             "\nA second agent connects with the 'read_only' token (bob), declared as allowed to trigger:",
             file=out,

@@ -37,6 +37,7 @@ from mcp_ci_tools.policy import (
 from mcp_ci_tools.publish import CompactToolList
 from mcp_ci_tools.state import State, open_state
 from mcp_ci_tools.tools import ArgumentCheck, Caller, Deps, register_all
+from mcp_ci_tools.tools._tasks import TaskWaits
 
 if TYPE_CHECKING:
     import httpx
@@ -278,6 +279,7 @@ def build_server(
     )
     over_http = settings.token is None
     arguments = ArgumentCheck(deps)
+    tasks = TaskWaits(deps, state, ttl_s=settings.task_ttl)
     server = MCPServer(
         "mcp-ci-tools",
         title="InfraBox CI tools",
@@ -285,7 +287,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=_shared_lifespan(client, state),
         middleware=[inflight or InFlight(), CompactToolList()],
-        extensions=[arguments],
+        extensions=[arguments, tasks],
         token_verifier=InfraBoxTokenVerifier() if over_http else None,
         # InfraBox issues the tokens; there is no OAuth flow and no audience to check.
         auth=AuthSettings(
@@ -298,6 +300,7 @@ def build_server(
     )
     for name, fn in register_all(server, deps).items():
         arguments.learn(name, fn)
+        tasks.learn(name, fn)
     _REJECTED[server] = deps.rejected
     return server
 

@@ -11,43 +11,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from mcp_ci_tools.domain.states import ACTIVE_STATES, PROBLEM_STATES, TERMINAL_STATES
-from mcp_ci_tools.domain.timestamps import parse_timestamp
 from mcp_ci_tools.policy import BudgetExhausted
 from mcp_ci_tools.tools._args import BuildId, ProjectId
 from mcp_ci_tools.tools._deps import Deps
-from mcp_ci_tools.tools._findings import ProblemJob, summarize
 from mcp_ci_tools.tools._host import ToolHost
-from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, read_annotations, run_read
-from mcp_ci_tools.tools._views import BuildView, JobView, clip, job_views, problem_first, state_counts
+from mcp_ci_tools.tools._read import ReadCall, read_annotations, run_read
+from mcp_ci_tools.tools._waiting import NEEDS, WaitForBuildResult, conclude, look, poll_floor
 
 __all__ = ["DEFAULT_TIMEOUT_S", "MAX_TIMEOUT_S", "WaitForBuildResult", "register"]
 
 DEFAULT_TIMEOUT_S = 45  # under the ~60 s many clients allow a call, progress notifications or not
 MAX_TIMEOUT_S = 1800  # the most an operator may allow (MCP_CI_MAX_WAIT)
-_NEEDS = {"list_builds": 1, "list_jobs": 1}
-_FIRST_DELAY_S, _MAX_DELAY_S, _BACKOFF = 2.0, 15.0, 1.5
-
-
-class WaitForBuildResult(BaseModel):
-    project_id: str
-    build: BuildView
-    state_counts: dict[str, int]
-    jobs_total: int
-    ended: bool = Field(description="every job reached a terminal state")
-    timed_out: bool = Field(description="timeout_s passed before the build ended")
-    waited_s: float
-    polls: int
-    running_s: float | None = Field(description="seconds since the build was created; null if unknown")
-    failed_jobs: list[JobView] = Field(
-        description="when the build ended red: each failed/error/unstable/killed job, with its id and what "
-        "rerun_job and restart_job would do"
-    )
-    summary: str | None = Field(description="diagnose_build's verdict when the build ended red")
-    next_step: str | None = Field(description="what to call next; null when the build ended green")
-    note: str | None
+_MAX_DELAY_S, _BACKOFF = 15.0, 1.5
 
 
 def register(server: ToolHost, deps: Deps) -> None:
@@ -71,29 +48,23 @@ def register(server: ToolHost, deps: Deps) -> None:
         ] = DEFAULT_TIMEOUT_S,
     ) -> WaitForBuildResult:
         applied = min(max(timeout_s, 1), deps.max_wait_s)
-        # At most about half of the list_jobs bucket goes to waiting, so other reads keep working.
-        floor = max(_FIRST_DELAY_S, 2 * 60 / deps.read_budgets.buckets["list_jobs"].limit)
+        floor = poll_floor(deps)
 
         async def fetch(call: ReadCall) -> WaitForBuildResult:
             started = deps.clock()
             deadline = started + applied
             delay, polls, note, out_of_budget = floor, 0, None, False
             while True:
-                build, page, _ = await build_with_jobs(deps, call)
+                last = await look(deps, call)
                 polls += 1
-                jobs = page.items
-                done = sum(job.state in TERMINAL_STATES for job in jobs)
-                await ctx.report_progress(
-                    done, len(jobs), f"{done} of {len(jobs)} jobs ended; build {clip(build.status, 40)}"
-                )
-                ended = bool(jobs) and not any(job.state in ACTIVE_STATES for job in jobs)
+                await ctx.report_progress(last.done, len(last.jobs), last.message)
                 remaining = deadline - deps.clock()
-                if ended or remaining <= 0:
+                if last.ended or remaining <= 0:
                     break
                 await deps.sleep(min(delay, remaining))
                 delay = max(floor, min(delay * _BACKOFF, _MAX_DELAY_S))
                 try:
-                    await deps.read_budgets.reserve(call.key, _NEEDS)
+                    await deps.read_budgets.reserve(call.key, NEEDS)
                 except BudgetExhausted as exhausted:
                     out_of_budget = True
                     note = (
@@ -101,46 +72,12 @@ def register(server: ToolHost, deps: Deps) -> None:
                         f"call again in {exhausted.retry_after_s} s."
                     )
                     break
-            counts = state_counts(jobs)
-            view = BuildView.of(build)
-            summary, failed = None, []
-            if ended and any(job.state in PROBLEM_STATES for job in jobs):
-                failed = job_views(
-                    [j for j in problem_first(jobs) if j.state in PROBLEM_STATES],
-                    deps.clock(),
-                    build_jobs=jobs,
-                )
-                problems = [
-                    ProblemJob(job=v, failed_tests=[], failed_tests_total=None, log_tail=None, log_note=None)
-                    for v in failed
-                ]
-                summary = summarize(view, counts, problems, len(jobs))
             if timeout_s != applied:
                 clamp = f"timeout_s {timeout_s} was clamped to {applied}"
                 limit = " (the server's limit, MCP_CI_MAX_WAIT)" if timeout_s > applied else ""
                 note = f"{clamp}{limit}. " + (note or "")
-            done = sum(job.state in TERMINAL_STATES for job in jobs)
-            return WaitForBuildResult(
-                project_id=project_id,
-                build=view,
-                state_counts=counts,
-                jobs_total=len(jobs),
-                ended=ended,
-                timed_out=not ended and not out_of_budget,
-                waited_s=round(deps.clock() - started, 1),
-                polls=polls,
-                running_s=_seconds_since(build.created_at, deps.clock()),
-                failed_jobs=failed,
-                summary=summary,
-                next_step=_next_step(
-                    ended=ended,
-                    failed=bool(failed),
-                    out_of_budget=out_of_budget,
-                    done=done,
-                    total=len(jobs),
-                    limit=deps.max_wait_s,
-                ),
-                note=note.strip() if note else None,
+            return conclude(
+                deps, project_id, last, started=started, polls=polls, out_of_budget=out_of_budget, note=note
             )
 
         return await run_read(
@@ -148,35 +85,7 @@ def register(server: ToolHost, deps: Deps) -> None:
             tool="wait_for_build",
             kind="build",
             ids={"project_id": project_id, "build_id": build_id},
-            needs=_NEEDS,
+            needs=NEEDS,
             fetch=fetch,
             detail=lambda r: {"ended": r.ended, "polls": r.polls},
         )
-
-
-def _next_step(
-    *, ended: bool, failed: bool, out_of_budget: bool, done: int, total: int, limit: int
-) -> str | None:
-    if ended:
-        return (
-            "Rerun or restart a job of failed_jobs (rerun_job / restart_job with its id; its actions say which "
-            "is possible), or call diagnose_build for failed tests and log tails."
-            if failed
-            else None
-        )
-    if out_of_budget:
-        return "Wait as the note says, then call wait_for_build again with the same ids."
-    return (
-        f"The build is still running ({done} of {total} jobs ended). Call wait_for_build again with the same "
-        f"ids to keep waiting (up to {limit} s a call); nothing needs to be restarted."
-    )
-
-
-def _seconds_since(created_at: str | None, now: float) -> float | None:
-    created = parse_timestamp(created_at)
-    if created is None:
-        return None
-    try:
-        return round(max(0.0, now - created.timestamp()), 1)
-    except (OverflowError, OSError, ValueError):  # a date at the calendar's edge
-        return None

@@ -263,6 +263,7 @@ SETTINGS = [
     ("dedupe_seconds", "MCP_CI_DEDUPE_SECONDS", "--dedupe-seconds", "0", 0.0),
     ("confirm", "MCP_CI_CONFIRM", "--confirm", "abort_job,rerun_job", ("abort_job", "rerun_job")),
     ("max_wait", "MCP_CI_MAX_WAIT", "--max-wait", "600", 600),
+    ("task_ttl", "MCP_CI_TASK_TTL", "--task-ttl", "600", 600),
 ]
 # Over HTTP no token is needed, so every row but the token's can be set alone.
 HTTP_ENV = {"INFRABOX_URL": "https://infrabox.example.com", "MCP_CI_TRANSPORT": "http", "HOME": "/home/agent"}

@@ -1,0 +1,152 @@
+"""Waiting for a build, shared by `wait_for_build` (a bounded wait in one call) and its task (`_tasks`).
+
+One `Look` is one read of the build and its jobs; `conclude` turns the last look into the tool's result, so
+the synchronous call and the task answer with the same result for the same build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+from mcp_ci_tools.client import Build, Job
+from mcp_ci_tools.domain.states import ACTIVE_STATES, PROBLEM_STATES, TERMINAL_STATES
+from mcp_ci_tools.domain.timestamps import parse_timestamp
+from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._findings import ProblemJob, summarize
+from mcp_ci_tools.tools._read import ReadCall, build_with_jobs
+from mcp_ci_tools.tools._views import BuildView, JobView, clip, job_views, problem_first, state_counts
+
+__all__ = ["NEEDS", "Look", "WaitForBuildResult", "conclude", "look", "poll_floor"]
+
+NEEDS = {"list_builds": 1, "list_jobs": 1}  # what one look costs
+_FIRST_DELAY_S = 2.0
+
+
+class WaitForBuildResult(BaseModel):
+    project_id: str
+    build: BuildView
+    state_counts: dict[str, int]
+    jobs_total: int
+    ended: bool = Field(description="every job reached a terminal state")
+    timed_out: bool = Field(description="timeout_s passed before the build ended")
+    waited_s: float
+    polls: int
+    running_s: float | None = Field(description="seconds since the build was created; null if unknown")
+    failed_jobs: list[JobView] = Field(
+        description="when the build ended red: each failed/error/unstable/killed job, with its id and what "
+        "rerun_job and restart_job would do"
+    )
+    summary: str | None = Field(description="diagnose_build's verdict when the build ended red")
+    next_step: str | None = Field(description="what to call next; null when the build ended green")
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Look:
+    """The build and its jobs as one read saw them."""
+
+    build: Build
+    jobs: list[Job]
+
+    @property
+    def done(self) -> int:
+        return sum(job.state in TERMINAL_STATES for job in self.jobs)
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.jobs) and not any(job.state in ACTIVE_STATES for job in self.jobs)
+
+    @property
+    def message(self) -> str:
+        return f"{self.done} of {len(self.jobs)} jobs ended; build {clip(self.build.status, 40)}"
+
+
+async def look(deps: Deps, call: ReadCall) -> Look:
+    """One read of the build and its jobs (its budget, `NEEDS`, is the caller's to reserve)."""
+    build, page, _ = await build_with_jobs(deps, call)
+    return Look(build=build, jobs=page.items)
+
+
+def poll_floor(deps: Deps) -> float:
+    """The shortest pause between looks: at most about half of the list_jobs bucket goes to waiting."""
+    return max(_FIRST_DELAY_S, 2 * 60 / deps.read_budgets.buckets["list_jobs"].limit)
+
+
+def conclude(
+    deps: Deps,
+    project_id: str,
+    last: Look,
+    *,
+    started: float,
+    polls: int,
+    out_of_budget: bool,
+    note: str | None,
+) -> WaitForBuildResult:
+    """The result of a wait whose last look was `last`."""
+    jobs, ended = last.jobs, last.ended
+    counts = state_counts(jobs)
+    view = BuildView.of(last.build)
+    summary, failed = None, []
+    if ended and any(job.state in PROBLEM_STATES for job in jobs):
+        failed = job_views(
+            [j for j in problem_first(jobs) if j.state in PROBLEM_STATES],
+            deps.clock(),
+            build_jobs=jobs,
+        )
+        problems = [
+            ProblemJob(job=v, failed_tests=[], failed_tests_total=None, log_tail=None, log_note=None)
+            for v in failed
+        ]
+        summary = summarize(view, counts, problems, len(jobs))
+    return WaitForBuildResult(
+        project_id=project_id,
+        build=view,
+        state_counts=counts,
+        jobs_total=len(jobs),
+        ended=ended,
+        timed_out=not ended and not out_of_budget,
+        waited_s=round(deps.clock() - started, 1),
+        polls=polls,
+        running_s=_seconds_since(last.build.created_at, deps.clock()),
+        failed_jobs=failed,
+        summary=summary,
+        next_step=_next_step(
+            ended=ended,
+            failed=bool(failed),
+            out_of_budget=out_of_budget,
+            done=last.done,
+            total=len(jobs),
+            limit=deps.max_wait_s,
+        ),
+        note=note.strip() if note else None,
+    )
+
+
+def _next_step(
+    *, ended: bool, failed: bool, out_of_budget: bool, done: int, total: int, limit: int
+) -> str | None:
+    if ended:
+        return (
+            "Rerun or restart a job of failed_jobs (rerun_job / restart_job with its id; its actions say which "
+            "is possible), or call diagnose_build for failed tests and log tails."
+            if failed
+            else None
+        )
+    if out_of_budget:
+        return "Wait as the note says, then call wait_for_build again with the same ids."
+    return (
+        f"The build is still running ({done} of {total} jobs ended). Call wait_for_build again with the same "
+        f"ids to keep waiting (up to {limit} s a call); nothing needs to be restarted."
+    )
+
+
+def _seconds_since(created_at: str | None, now: float) -> float | None:
+    created = parse_timestamp(created_at)
+    if created is None:
+        return None
+    try:
+        return round(max(0.0, now - created.timestamp()), 1)
+    except (OverflowError, OSError, ValueError):  # a date at the calendar's edge
+        return None
