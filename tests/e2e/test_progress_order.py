@@ -1,4 +1,4 @@
-"""wait_for_build's last progress notification precedes its result on the wire, on every HTTP transport.
+"""wait_for_build's last progress notification precedes its result on the wire, on every transport.
 
 Read raw, as the bytes arrive: a client library may run progress callbacks as tasks of their own, so what
 it reports can trail the result; the order the server sends in is what this checks. The SSE case is
@@ -110,3 +110,53 @@ async def test_over_streamable_http_the_last_progress_precedes_the_result(
                 runs.append(_order(events, run))
 
     assert runs == [([4.0], 0)] * 4
+
+
+def test_over_stdio_the_last_progress_precedes_the_result(sandbox: SandboxHandle, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "INFRABOX_URL": sandbox.url,
+        "INFRABOX_MCP_TOKEN": ALICE,
+        "MCP_CI_READ_PER_MINUTE": "1000",
+        "MCP_CI_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "mcp_ci_tools"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as server:
+        assert server.stdin is not None and server.stdout is not None
+
+        def send(message: dict[str, Any]) -> None:
+            assert server.stdin is not None
+            server.stdin.write(json.dumps(message) + "\n")
+            server.stdin.flush()
+
+        def until(request_id: int) -> list[dict[str, Any]]:
+            assert server.stdout is not None
+            read: list[dict[str, Any]] = []
+            while not read or read[-1].get("id") != request_id:
+                line = server.stdout.readline()
+                assert line, "the server closed stdout"
+                read.append(json.loads(line))
+            return read
+
+        send(INIT)
+        until(1)
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        runs = []
+        for run in range(2, 2 + RUNS):
+            send(_wait_call(run))
+            runs.append(_order(until(run), run))
+        server.stdin.close()
+        server.wait(timeout=20)
+
+    assert runs == [([4.0], 0)] * RUNS
