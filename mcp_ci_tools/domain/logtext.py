@@ -12,6 +12,8 @@ Sizes are UTF-8 bytes; lines are separated by "\\n", and a final "\\n" ends the 
 starting an empty one.
 """
 
+from __future__ import annotations
+
 import importlib
 import re
 import time
@@ -20,9 +22,10 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import regex
+if TYPE_CHECKING:  # regex loads with the first grep: a start-up that never greps does not pay for it
+    import regex
 
 from mcp_ci_tools.domain.masking import mask_with_spans, starts_in_key
 from mcp_ci_tools.domain.terminal import terminal_safe
@@ -297,6 +300,8 @@ def compile_pattern(pattern: str) -> regex.Pattern[str]:
     nested repeat that can take exponential time, and the sets re warns about (`[[`, `[:`, `--`, `&&`),
     which `regex` reads differently.
     """
+    import regex
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)
@@ -446,6 +451,8 @@ def _search_text(
     a match the search goes on at the next line. A piece that takes longer than the line limit is searched
     again line by line, which finds the line to blame.
     """
+    import regex
+
     multiline = regex.compile(compiled.pattern, flags=compiled.flags | regex.MULTILINE)
     starts = [0]
     for line in lines:
