@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import Build, Job
 from mcp_ci_tools.domain.states import ACTIVE_STATES, PROBLEM_STATES, TERMINAL_STATES
-from mcp_ci_tools.domain.timestamps import parse_timestamp
+from mcp_ci_tools.domain.timestamps import epoch_seconds
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._findings import ProblemJob, summarize
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs
@@ -143,10 +143,5 @@ def _next_step(
 
 
 def _seconds_since(created_at: str | None, now: float) -> float | None:
-    created = parse_timestamp(created_at)
-    if created is None:
-        return None
-    try:
-        return round(max(0.0, now - created.timestamp()), 1)
-    except (OverflowError, OSError, ValueError):  # a date at the calendar's edge
-        return None
+    created = epoch_seconds(created_at)  # None for a date outside the calendar, too
+    return None if created is None else round(max(0.0, now - created), 1)
