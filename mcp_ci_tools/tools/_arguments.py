@@ -38,6 +38,7 @@ class ArgumentCheck(Extension):
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        self._functions: dict[str, Callable[..., Any]] = {}
         self._tools: dict[str, Tool] = {}
 
     def settings(self) -> dict[str, Any]:
@@ -45,12 +46,17 @@ class ArgumentCheck(Extension):
 
     def learn(self, name: str, fn: Callable[..., Any]) -> None:
         """Know tool `name` by its function, built the way the SDK builds it, so both validate alike."""
-        self._tools[name] = Tool.from_function(fn, name=name)
+        self._functions[name] = fn  # built at its first call: start-up builds every tool once, in the SDK
+
+    def _tool(self, name: str) -> Tool | None:
+        if name not in self._tools and name in self._functions:
+            self._tools[name] = Tool.from_function(self._functions[name], name=name)
+        return self._tools.get(name)
 
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        tool = self._tools.get(params.name)
+        tool = self._tool(params.name)
         arguments = params.arguments or {}
         refusal = None if tool is None else _refusal(tool, arguments)
         if refusal is None:

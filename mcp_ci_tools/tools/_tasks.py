@@ -108,12 +108,19 @@ class TaskWaits(Extension):
         self._state = state
         self._ttl_s = ttl_s
         self._new_task_id = new_task_id or (lambda: secrets.token_urlsafe(24))
-        self._tool: Tool | None = None
+        self._function: Callable[..., Any] | None = None
+        self._built: Tool | None = None
 
     def learn(self, name: str, fn: Callable[..., Any]) -> None:
         """Know the `wait_for_build` function, to render its results exactly as the SDK does."""
         if name == TOOL:
-            self._tool = Tool.from_function(fn, name=name)
+            self._function = fn  # built at the first task: start-up builds every tool once, in the SDK
+
+    @property
+    def _tool(self) -> Tool | None:
+        if self._built is None and self._function is not None:
+            self._built = Tool.from_function(self._function, name=TOOL)
+        return self._built
 
     def methods(self) -> list[MethodBinding]:
         versions = frozenset(MODERN_PROTOCOL_VERSIONS)
@@ -132,7 +139,7 @@ class TaskWaits(Extension):
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        if params.name != TOOL or self._tool is None or not _declares_tasks(ctx):
+        if params.name != TOOL or not _declares_tasks(ctx) or self._tool is None:
             return await call_next(ctx)
         arguments = params.arguments or {}
         project_id, build_id = str(arguments.get("project_id", "")), str(arguments.get("build_id", ""))
