@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -11,14 +13,22 @@ __all__ = ["wait_until_answering"]
 
 
 def wait_until_answering(
-    url: str, process: subprocess.Popen[str], *, status: int = 200, timeout_s: float = 20.0
+    url: str,
+    process: subprocess.Popen[Any],
+    *,
+    status: int = 200,
+    timeout_s: float = 20.0,
+    log: Path | None = None,
 ) -> httpx.Response:
-    """Poll `url` until it answers with `status`; fail with the server's stderr if the process exits first."""
+    """Poll `url` until it answers with `status`; if the process exits first, fail with its stderr (a text
+    pipe) or the `log` file it writes to."""
     deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
             stderr = process.stderr.read() if process.stderr is not None else ""
-            raise AssertionError(f"the server exited with {process.returncode}: {stderr[-2000:]}")
+            if log is not None:
+                stderr = log.read_text()
+            raise AssertionError(f"the server exited with {process.returncode}: {str(stderr)[-2000:]}")
         try:
             answer = httpx.get(url, timeout=2)
             if answer.status_code == status:

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,12 +23,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
 from tests.conftest import free_port
+from tests.processes import wait_until_answering
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "browser-chat"
 CHROMIUM = os.environ.get("MCP_CI_CHROMIUM", "/usr/bin/chromium")
@@ -148,16 +147,7 @@ def cli_server(sandbox: SandboxHandle, tmp_path: Path, transport: str, *flags: s
     with open(log_path, "w") as log, subprocess.Popen(command, env=env, stderr=log) as process:
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(base + "/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "mcp-ci-tools did not become ready"
-                time.sleep(0.05)
+            wait_until_answering(base + "/readyz", process, timeout_s=30, log=log_path)
             yield base
         finally:
             process.terminate()

@@ -20,6 +20,7 @@ import uvicorn
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server import MCPServer
 
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.http_app import build_http_app, http_stack, uvicorn_config
@@ -53,22 +54,24 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxHandle]:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """Our HTTP app on a free loopback port, in a thread; yields its base URL."""
-    app, _ = http_stack(build_http_app(build_server(settings), settings), settings)
+def serving(settings: Settings, server: MCPServer | None = None) -> Iterator[str]:
+    """Our HTTP app (of `server`, else one built from `settings`) on a free loopback port, in a thread, served
+    as production serves it; yields its base URL."""
+    mcp = server if server is not None else build_server(settings)
+    app, _ = http_stack(build_http_app(mcp, settings), settings)
     config = uvicorn_config(app, settings, port=0, lifespan="auto", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
-    while not server.started:
+    while not uv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    port = uv.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        uv.should_exit = True
         thread.join(10)
 
 

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
-import httpx
 import httpx2
 import pytest
 import uvicorn
@@ -26,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.conftest import JOB_ID, NEW_ID, PROJECT_ID, TOKEN, free_port, text_of
+from tests.processes import wait_until_answering
 
 pytestmark = pytest.mark.anyio
 
@@ -52,19 +52,6 @@ def slow_infrabox(received: threading.Event, delay_s: float) -> Iterator[str]:
         thread.join(10)
 
 
-def wait_until_serving(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, "the server exited"
-        try:
-            if httpx.get(url + "/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-
-
 async def test_sigterm_lets_the_call_in_flight_finish_and_exits_cleanly(tmp_path: Path) -> None:
     received = threading.Event()
     port = free_port()
@@ -88,7 +75,9 @@ async def test_sigterm_lets_the_call_in_flight_finish_and_exits_cleanly(tmp_path
         with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as process:
             try:
                 base = f"http://127.0.0.1:{port}"
-                await anyio.to_thread.run_sync(wait_until_serving, base, process)
+                await anyio.to_thread.run_sync(
+                    lambda: wait_until_answering(base + "/healthz", process, timeout_s=30)
+                )
                 headers = {"Authorization": f"Bearer {TOKEN}"}
                 async with (
                     httpx2.AsyncClient(headers=headers, timeout=30) as http,

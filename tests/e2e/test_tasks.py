@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -15,13 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from mcp.server import MCPServer
 
-from mcp_ci_tools.config import Settings
-from mcp_ci_tools.http_app import Gate, build_http_app
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
 from mcp_ci_tools.server import build_server
+from tests.e2e.test_http import http_settings, serving
 
 ALICE = SANDBOX_TOKENS["trigger"].token
 BOB = SANDBOX_TOKENS["read_only"].token
@@ -63,44 +59,6 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxHandle]:
 def slow_sandbox(tmp_path: Path) -> Iterator[SandboxHandle]:
     with start_in_thread(tmp_path / "sandbox.sqlite3", job_duration_s=60, tick_interval_s=0.05) as handle:
         yield handle
-
-
-def settings_for(sandbox: SandboxHandle, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "infrabox_url": sandbox.url,
-        "transport": "http",
-        "allow_trigger": True,
-        "audit_log": tmp_path / "audit.jsonl",
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-@contextmanager
-def serving(server: MCPServer, settings: Settings) -> Iterator[str]:
-    """`server` over HTTP on a free loopback port, in a thread; yields its base URL."""
-    app = Gate(build_http_app(server, settings), max_streams=settings.max_sessions)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        access_log=False,
-        ws="none",
-        timeout_graceful_shutdown=1,
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{uv.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        uv.should_exit = True
-        thread.join(10)
 
 
 def meta(*, tasks: bool) -> dict[str, Any]:
@@ -203,8 +161,8 @@ def job_states(tmp_path: Path, build_id: str) -> set[str]:
 @contextmanager
 def served(sandbox: SandboxHandle, tmp_path: Path, **overrides: Any) -> Iterator[tuple[str, SkewClock]]:
     clock = SkewClock()
-    settings = settings_for(sandbox, tmp_path, **overrides)
-    with serving(build_server(settings, clock=clock), settings) as base:
+    settings = http_settings(sandbox, tmp_path, **overrides)
+    with serving(settings, build_server(settings, clock=clock)) as base:
         yield base, clock
 
 
@@ -445,8 +403,8 @@ def test_an_internal_error_fails_the_task_with_a_json_rpc_error(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
     clock = SkewClock()
-    settings = settings_for(sandbox, tmp_path)
-    with serving(build_server(settings, clock=clock, transport=Exploding()), settings) as base:
+    settings = http_settings(sandbox, tmp_path)
+    with serving(settings, build_server(settings, clock=clock, transport=Exploding())) as base:
         wire = Wire(base, ALICE)
         task_id = wire.call("wait_for_build", wait_args(SEED.failed_build))["result"]["taskId"]
         done = poll_to_end(wire, clock, task_id)[-1]

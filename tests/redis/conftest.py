@@ -11,9 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import limits.aio.storage.redis.redispy as limits_redispy
 import pytest
+from mcp.server import MCPServer
 
-from tests.conftest import free_port
+from mcp_ci_tools.audit import AuditSink
+from mcp_ci_tools.server import build_server
+from mcp_ci_tools.state import RedisState
+from tests.conftest import FakeClock, free_port, make_settings
 
 
 @dataclass
@@ -124,3 +129,21 @@ def infrabox_stub() -> Iterator[RecordingInfraBox]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def redis_clock(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The fake clock, also for the timestamps `limits` writes into Redis."""
+    monkeypatch.setattr(limits_redispy, "time", clock)
+    return clock
+
+
+def replica(
+    redis_server: RedisServer, tmp_path: Path, sink: AuditSink, clock: FakeClock, **overrides: object
+) -> tuple[MCPServer, RedisState]:
+    """One replica in this process on the shared redis-server (no dedupe guard unless asked), and its state."""
+    settings = make_settings(tmp_path, state_url=redis_server.url, **{"dedupe_seconds": 0, **overrides})
+    state = RedisState(
+        redis_server.url, prefix=settings.state_prefix, timeout=settings.state_timeout, clock=clock
+    )
+    return build_server(settings, audit_sink=sink, clock=clock, state=state), state

@@ -6,31 +6,21 @@ import errno
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import limits.aio.storage.redis.redispy as limits_redispy
 import pytest
 import respx
 from mcp import Client
 
 from mcp_ci_tools.policy import Budget, StateStoreUnavailable
-from mcp_ci_tools.server import build_server
 from mcp_ci_tools.state import RedisState
 from tests.budget_refunds import CASE_IDS, CASES, Case
-from tests.conftest import JOB_ID, PROJECT_ID, FakeClock, ListSink, make_settings, text_of
-from tests.redis.conftest import RedisServer
+from tests.conftest import JOB_ID, PROJECT_ID, FakeClock, ListSink, text_of
+from tests.redis.conftest import RedisServer, replica
 
 pytestmark = pytest.mark.anyio
 
 RESTART = {"project_id": PROJECT_ID, "job_id": JOB_ID}
 RESTART_PATH = f"/projects/{PROJECT_ID}/jobs/{JOB_ID}/restart"
-
-
-@pytest.fixture
-def redis_clock(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    monkeypatch.setattr(limits_redispy, "time", clock)
-    return clock
 
 
 @pytest.fixture
@@ -80,12 +70,6 @@ class AttemptsFail:
         self.lines.append(line)
 
 
-def replica(redis_server: RedisServer, tmp_path: Path, sink: Any, clock: FakeClock) -> Any:
-    settings = make_settings(tmp_path, state_url=redis_server.url, dedupe_seconds=0)
-    state = RedisState(settings.state_url or "", prefix=settings.state_prefix, timeout=settings.state_timeout)
-    return build_server(settings, audit_sink=sink, clock=clock, state=state)
-
-
 async def remaining(client: Client) -> int | None:
     content = (await client.call_tool("whoami", {})).structured_content
     assert content is not None
@@ -97,8 +81,8 @@ async def test_calls_refused_for_the_audit_on_one_replica_leave_the_shared_budge
     redis_server, tmp_path, redis_clock, infrabox: respx.MockRouter
 ) -> None:
     route = infrabox.post(RESTART_PATH).respond(200, json={"message": "ok", "jobs_restarted": 1})
-    broken = replica(redis_server, tmp_path, AttemptsFail(), redis_clock)
-    healthy = replica(redis_server, tmp_path, ListSink(), redis_clock)
+    broken = replica(redis_server, tmp_path, AttemptsFail(), redis_clock)[0]
+    healthy = replica(redis_server, tmp_path, ListSink(), redis_clock)[0]
 
     async with Client(broken) as a, Client(healthy) as b:
         refusals = [await a.call_tool("restart_job", RESTART) for _ in range(5)]
@@ -114,7 +98,7 @@ async def test_a_refund_that_cannot_reach_redis_still_refuses_for_the_audit(
     redis_server, tmp_path, redis_clock, infrabox: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:
     route = infrabox.post(RESTART_PATH).respond(200, json={})
-    server = replica(redis_server, tmp_path, AttemptsFail(before_failing=redis_server.stop), redis_clock)
+    server = replica(redis_server, tmp_path, AttemptsFail(before_failing=redis_server.stop), redis_clock)[0]
 
     async with Client(server) as client:
         refused = await client.call_tool("restart_job", RESTART)

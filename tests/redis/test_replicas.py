@@ -6,19 +6,18 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import anyio
-import httpx
 import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import free_port, text_of
+from tests.processes import wait_until_answering
 from tests.redis.conftest import RecordingInfraBox, RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -49,16 +48,7 @@ def replica(upstream: str, state_url: str, tmp_path: Path, n: int) -> Iterator[s
     ):
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, (tmp_path / f"replica-{n}.log").read_text()
-                try:
-                    if httpx.get(base + "/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "replica did not become ready"
-                time.sleep(0.05)
+            wait_until_answering(base + "/readyz", process, timeout_s=30, log=tmp_path / f"replica-{n}.log")
             yield base
         finally:
             process.terminate()

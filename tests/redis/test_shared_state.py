@@ -5,12 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
-import limits.aio.storage.redis.redispy as limits_redispy
 import pytest
 import redis
 from mcp import Client
@@ -19,25 +16,13 @@ from mcp_ci_tools.config import ConfigError, load_settings
 from mcp_ci_tools.http_app import build_http_app
 from mcp_ci_tools.server import build_server
 from mcp_ci_tools.state import RedisState
-from tests.conftest import JOB_ID, PROJECT_ID, TOKEN, FakeClock, ListSink, make_settings, text_of
-from tests.redis.conftest import RedisServer
+from tests.conftest import JOB_ID, PROJECT_ID, TOKEN, make_settings, text_of
+from tests.redis.conftest import replica
 
 pytestmark = pytest.mark.anyio
 
 ABORT = {"project_id": PROJECT_ID, "job_id": JOB_ID}
 ABORT_PATH = f"/projects/{PROJECT_ID}/jobs/{JOB_ID}/abort"
-
-
-def replica(redis_server: RedisServer, tmp_path: Path, audit: ListSink, clock: FakeClock, **overrides: Any):
-    settings = make_settings(tmp_path, state_url=redis_server.url, **{"dedupe_seconds": 0, **overrides})
-    state = RedisState(settings.state_url or "", prefix=settings.state_prefix, timeout=settings.state_timeout)
-    return build_server(settings, audit_sink=audit, clock=clock, state=state), state
-
-
-@pytest.fixture
-def redis_clock(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    monkeypatch.setattr(limits_redispy, "time", clock)
-    return clock
 
 
 async def test_the_window_slides_across_replicas(

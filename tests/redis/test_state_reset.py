@@ -6,34 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import limits.aio.storage.redis.redispy as limits_redispy
 import pytest
 import redis
 import respx
 from mcp import Client
-from mcp.server import MCPServer
 
-from mcp_ci_tools.server import build_server
-from mcp_ci_tools.state import RedisState
-from tests.conftest import JOB_ID, PROJECT_ID, FakeClock, ListSink, make_settings, text_of
-from tests.redis.conftest import RedisServer
+from tests.conftest import JOB_ID, PROJECT_ID, FakeClock, ListSink, text_of
+from tests.redis.conftest import RedisServer, replica
 
 pytestmark = pytest.mark.anyio
 
 ABORT = {"project_id": PROJECT_ID, "job_id": JOB_ID}
 ABORT_PATH = f"/projects/{PROJECT_ID}/jobs/{JOB_ID}/abort"
-
-
-@pytest.fixture
-def redis_clock(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    monkeypatch.setattr(limits_redispy, "time", clock)
-    return clock
-
-
-def replica(redis_server: RedisServer, tmp_path: Path, audit: ListSink, clock: FakeClock) -> MCPServer:
-    settings = make_settings(tmp_path, state_url=redis_server.url, dedupe_seconds=0)
-    state = RedisState(redis_server.url, prefix=settings.state_prefix, timeout=0.25, clock=clock)
-    return build_server(settings, audit_sink=audit, clock=clock, state=state)
 
 
 async def _aborts(client: Client, count: int) -> list[Any]:
@@ -49,8 +33,8 @@ async def test_redis_restarted_empty_refuses_triggers_on_every_replica_for_one_w
 ) -> None:
     sent = infrabox.delete(ABORT_PATH).respond(200, json={})
     one, two = (
-        replica(redis_server, tmp_path, audit, redis_clock),
-        replica(redis_server, tmp_path, audit, redis_clock),
+        replica(redis_server, tmp_path, audit, redis_clock)[0],
+        replica(redis_server, tmp_path, audit, redis_clock)[0],
     )
     async with Client(one) as a, Client(two) as b:
         before = await _aborts(a, 6)
@@ -63,7 +47,7 @@ async def test_redis_restarted_empty_refuses_triggers_on_every_replica_for_one_w
         redis_clock.advance(1)
         after_a = await a.call_tool("abort_job", ABORT)
         after_b = await b.call_tool("abort_job", ABORT)
-        async with Client(replica(redis_server, tmp_path, audit, redis_clock)) as c:
+        async with Client(replica(redis_server, tmp_path, audit, redis_clock)[0]) as c:
             after_c = await c.call_tool("abort_job", ABORT)  # started after the reset
             who = await c.call_tool("whoami", {})
 
@@ -91,7 +75,7 @@ async def test_a_first_start_on_an_empty_store_is_not_a_reset(
     infrabox: respx.MockRouter,
 ) -> None:
     infrabox.delete(ABORT_PATH).respond(200, json={})
-    async with Client(replica(redis_server, tmp_path, audit, redis_clock)) as client:
+    async with Client(replica(redis_server, tmp_path, audit, redis_clock)[0]) as client:
         first = await client.call_tool("abort_job", ABORT)
 
     assert first.is_error is False, text_of(first)
@@ -100,7 +84,7 @@ async def test_a_first_start_on_an_empty_store_is_not_a_reset(
 async def test_the_epoch_is_one_key_that_never_expires_and_holds_no_token(
     redis_server: RedisServer, tmp_path: Path, audit: ListSink, redis_clock: FakeClock
 ) -> None:
-    async with Client(replica(redis_server, tmp_path, audit, redis_clock)) as client:
+    async with Client(replica(redis_server, tmp_path, audit, redis_clock)[0]) as client:
         await client.call_tool("whoami", {})
 
     db = redis.Redis.from_url(redis_server.url)

@@ -17,14 +17,13 @@ import pytest
 
 from mcp_ci_tools.sandbox import SandboxHandle, start_in_thread
 from mcp_ci_tools.server import build_server
+from tests.e2e.test_http import http_settings, serving
 from tests.e2e.test_tasks import (
     ALICE,
     SkewClock,
     Wire,
     poll_to_end,
     restart,
-    serving,
-    settings_for,
     wait_args,
 )
 from tests.redis.conftest import RedisServer
@@ -57,9 +56,9 @@ class SlowJobReads(httpx.AsyncBaseTransport):
 def replica(
     sandbox: SandboxHandle, redis: RedisServer, tmp_path: Path, n: int, clock: SkewClock, reads: list[str]
 ) -> Iterator[str]:
-    settings = settings_for(sandbox, tmp_path, state_url=redis.url, audit_log=tmp_path / f"audit-{n}.jsonl")
+    settings = http_settings(sandbox, tmp_path, state_url=redis.url, audit_log=tmp_path / f"audit-{n}.jsonl")
     server = build_server(settings, clock=clock, transport=SlowJobReads(reads, 0.4))
-    with serving(server, settings) as base:
+    with serving(settings, server) as base:
         yield base
 
 
@@ -92,17 +91,25 @@ def test_a_task_created_on_one_replica_is_answered_by_another_after_the_first_is
     assert events(tmp_path) == ["task_created", "task_completed"]
 
 
+@contextmanager
+def two_replicas_and_a_task(
+    sandbox: SandboxHandle, redis: RedisServer, tmp_path: Path, reads: list[str]
+) -> Iterator[tuple[str, str, str]]:
+    """Two replicas on one Redis (their InfraBox job reads recorded in `reads`) and a task made on the first."""
+    clock = SkewClock()
+    with (
+        replica(sandbox, redis, tmp_path, 1, clock, reads) as first,
+        replica(sandbox, redis, tmp_path, 2, clock, reads) as second,
+    ):
+        wire = Wire(first, ALICE)
+        yield first, second, wire.call("wait_for_build", wait_args(restart(wire)))["result"]["taskId"]
+
+
 def test_two_replicas_polling_one_task_at_once_look_at_the_build_once(
     sandbox: SandboxHandle, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    clock = SkewClock()
     reads: list[str] = []
-    with (
-        replica(sandbox, redis_server, tmp_path, 1, clock, reads) as first,
-        replica(sandbox, redis_server, tmp_path, 2, clock, reads) as second,
-    ):
-        wire = Wire(first, ALICE)
-        task_id = wire.call("wait_for_build", wait_args(restart(wire)))["result"]["taskId"]
+    with two_replicas_and_a_task(sandbox, redis_server, tmp_path, reads) as (first, second, task_id):
         wires = [Wire(first, ALICE), Wire(second, ALICE)]
         with ThreadPoolExecutor(2) as pool:
             answers: list[dict[str, Any]] = list(pool.map(lambda w: w.task("tasks/get", task_id), wires))
@@ -114,14 +121,8 @@ def test_two_replicas_polling_one_task_at_once_look_at_the_build_once(
 def test_a_cancel_during_another_replicas_poll_still_ends_the_task(
     sandbox: SandboxHandle, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    clock = SkewClock()
     reads: list[str] = []
-    with (
-        replica(sandbox, redis_server, tmp_path, 1, clock, reads) as first,
-        replica(sandbox, redis_server, tmp_path, 2, clock, reads) as second,
-    ):
-        wire = Wire(first, ALICE)
-        task_id = wire.call("wait_for_build", wait_args(restart(wire)))["result"]["taskId"]
+    with two_replicas_and_a_task(sandbox, redis_server, tmp_path, reads) as (first, second, task_id):
         with ThreadPoolExecutor(1) as pool:
             polling = pool.submit(Wire(first, ALICE).task, "tasks/get", task_id)
             while not reads:  # the first replica holds the poll lock while it reads the jobs

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import BUILD_ID, JOB_ID, PROJECT_ID, text_of
 from tests.leak_samples import GHP, LEAKS
+from tests.tools.test_reads import job
 
 pytestmark = pytest.mark.anyio
 
@@ -72,19 +73,6 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in _strings(item)]
     return []
-
-
-def job(job_id: str, name: str, state: str, message: str | None = None) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "name": name,
-        "state": state,
-        "build_id": BUILD_ID,
-        "project_id": PROJECT_ID,
-        "start_date": "2027-01-15T07:50:00+00:00",
-        "end_date": "2027-01-15T07:52:30+00:00",
-        "message": message,
-    }
 
 
 def log_routes(infrabox: Any, log: str) -> None:
