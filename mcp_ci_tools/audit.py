@@ -20,7 +20,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -35,10 +35,13 @@ __all__ = [
     "AuditRecord",
     "AuditSink",
     "AuditUnavailable",
+    "Confirmation",
     "Decision",
     "JsonlFileSink",
     "Outcome",
+    "RecordObserver",
     "StdoutSink",
+    "TraceIdSource",
     "UnsafeAuditFile",
     "WriteFunction",
 ]
@@ -47,6 +50,11 @@ log = logging.getLogger("mcp_ci_tools.audit")
 
 Decision = Literal["allowed", "denied"]
 Outcome = Literal["success", "error", "unknown", "denied"]
+# How a trigger call was confirmed by the user: not asked (no confirmation configured for the tool), asked
+# and accepted ("elicited"), declined or cancelled, or the client cannot be asked ("unsupported").
+Confirmation = Literal["not_required", "elicited", "declined", "cancelled", "unsupported"]
+RecordObserver = Callable[["AuditRecord"], None]
+TraceIdSource = Callable[[], "str | None"]
 
 
 class AuditUnavailable(Exception):
@@ -372,6 +380,7 @@ class AuditRecord:
     job_id: str | None = None
     http_status: int | None = None
     duration_ms: float | None = None
+    confirmation: Confirmation | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -386,12 +395,30 @@ def _shown_id(value: str) -> str:
     return value if len(value) <= _MAX_ID_CHARS and mask(value) == value else describe_value(value)
 
 
-class AuditLog:
-    """Writes `AuditRecord`s to a sink, each as one JSON line with a timestamp."""
+def _no_trace() -> str | None:
+    return None
 
-    def __init__(self, sink: AuditSink, *, clock: Clock = time.time) -> None:
+
+class AuditLog:
+    """Writes `AuditRecord`s to a sink, each as one JSON line with a timestamp and the current trace id.
+
+    `trace_id` gives the trace of the call being recorded (None without tracing); each `observers` entry
+    sees every record written (metrics count calls from them), after the sink took it or refused it. An
+    observer that raises is logged and does not affect the call.
+    """
+
+    def __init__(
+        self,
+        sink: AuditSink,
+        *,
+        clock: Clock = time.time,
+        trace_id: TraceIdSource = _no_trace,
+        observers: Sequence[RecordObserver] = (),
+    ) -> None:
         self._sink = sink
         self._clock = clock
+        self._trace_id = trace_id
+        self._observers = tuple(observers)
 
     def write(self, record: AuditRecord, *, durable: bool) -> None:
         line = self.render(record)
@@ -403,6 +430,15 @@ class AuditLog:
             raise AuditUnavailable(
                 f"audit log not writable ({type(error).__name__}: {error.strerror or error})"
             ) from error
+        finally:
+            self._observe(record)
+
+    def _observe(self, record: AuditRecord) -> None:
+        for observer in self._observers:
+            try:
+                observer(record)
+            except Exception:
+                log.exception("audit record observer %r failed", observer)
 
     def write_or_log(self, record: AuditRecord, *, durable: bool) -> None:
         """For records after a decision: a failure must not hide the outcome, so the line goes to stderr."""
@@ -423,4 +459,7 @@ class AuditLog:
             "token": values.pop("token"),
         }
         line.update({key: value for key, value in values.items() if value is not None})
+        trace_id = self._trace_id()
+        if trace_id is not None:
+            line["trace_id"] = trace_id
         return json.dumps(line, separators=(",", ":"), ensure_ascii=False)

@@ -22,7 +22,7 @@ from typing import Any, Generic, Literal, NoReturn, TypeVar
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Decision, Outcome
+from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Confirmation, Decision, Outcome
 from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, TokenRejected, WriteAnswer
 from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate
 from mcp_ci_tools.policy import (
@@ -116,9 +116,21 @@ class _Call(Generic[AnswerT]):
             job_id=self.target_id if kind == "job" else None,
             http_status=http_status,
             duration_ms=None if event == "attempt" else round((self.deps.clock() - self.started) * 1000, 3),
+            confirmation=_AUDITED_CONFIRMATION[self.confirmation],
             detail=detail or {},
         )
 
+
+# How the audit names each confirmation outcome; "not_asked" (the checks would refuse the call anyway, so
+# nobody was asked) is left out of the record.
+_AUDITED_CONFIRMATION: dict[ConfirmOutcome, Confirmation | None] = {
+    "not_required": "not_required",
+    "confirmed": "elicited",
+    "declined": "declined",
+    "cancelled": "cancelled",
+    "unsupported": "unsupported",
+    "not_asked": None,
+}
 
 _Step = Callable[[_Call[Any]], Awaitable[None]]
 

@@ -124,3 +124,37 @@ def test_a_record_that_cannot_be_written_after_a_decision_goes_to_the_error_log(
     assert "No space left on device" in logged.getMessage()
     assert '"outcome":"success"' in logged.getMessage()
     assert "cdcdcd" not in logged.getMessage()
+
+
+def test_each_record_carries_the_current_trace_id_and_reaches_every_observer() -> None:
+    sink, seen = ListSink(), []
+    trace = iter(["0af7651916cd43dd8448eb211c80319c", None])
+    log = AuditLog(sink, trace_id=lambda: next(trace), observers=[seen.append])
+
+    log.write(record(confirmation="elicited"), durable=True)
+    log.write(record(request_id="r-2"), durable=True)
+
+    first, second = (json.loads(line) for line in sink.lines)
+    assert first["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert first["confirmation"] == "elicited"
+    assert "trace_id" not in second
+    assert [r.request_id for r in seen] == ["r-1", "r-2"]
+
+
+def test_an_observer_that_fails_does_not_stop_the_record_or_the_others() -> None:
+    sink, seen = ListSink(), []
+
+    def broken(_: AuditRecord) -> None:
+        raise RuntimeError("metrics down")
+
+    AuditLog(sink, observers=[broken, seen.append]).write(record(), durable=True)
+
+    assert len(sink.lines) == 1
+    assert [r.request_id for r in seen] == ["r-1"]
+
+
+def test_a_record_the_sink_refused_is_still_observed() -> None:
+    seen: list[AuditRecord] = []
+    with pytest.raises(AuditUnavailable):
+        AuditLog(BrokenSink(), observers=[seen.append]).write(record(), durable=True)
+    assert len(seen) == 1
