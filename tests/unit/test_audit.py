@@ -127,7 +127,7 @@ def test_a_record_that_cannot_be_written_after_a_decision_goes_to_the_error_log(
 
 
 def test_each_record_carries_the_current_trace_id_and_reaches_every_observer() -> None:
-    sink, seen = ListSink(), []
+    sink, seen = ListSink(), list[AuditRecord]()
     trace = iter(["0af7651916cd43dd8448eb211c80319c", None])
     log = AuditLog(sink, trace_id=lambda: next(trace), observers=[seen.append])
 
@@ -142,7 +142,7 @@ def test_each_record_carries_the_current_trace_id_and_reaches_every_observer() -
 
 
 def test_an_observer_that_fails_does_not_stop_the_record_or_the_others() -> None:
-    sink, seen = ListSink(), []
+    sink, seen = ListSink(), list[AuditRecord]()
 
     def broken(_: AuditRecord) -> None:
         raise RuntimeError("metrics down")
