@@ -4,6 +4,7 @@ mcp-ci-tools [flags]            MCP over stdio against INFRABOX_URL
 mcp-ci-tools --sandbox [flags]  MCP over stdio against a sandbox started in this process
 mcp-ci-tools sandbox [...]      serve the InfraBox sandbox on loopback
 mcp-ci-tools demo [--keep]      play a scripted agent session against the sandbox
+mcp-ci-tools audit verify|show|stats [FILE…]   check the audit trail, list or count its calls
 mcp-ci-tools --version          print the version
 """
 
@@ -160,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mcp_ci_tools.demo import main as demo_main
 
         return demo_main(args[1:])
+    if args[:1] == ["audit"]:
+        from mcp_ci_tools.audit_cli import main as audit_main
+
+        return audit_main(args[1:])
     gc.disable()  # until start-up is done: see _start_up_done
     try:
         return _serve(args)

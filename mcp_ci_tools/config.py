@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, get_args
@@ -39,6 +40,7 @@ __all__ = [
     "Settings",
     "Transport",
     "default_audit_path",
+    "expand_audit_path",
     "load_settings",
 ]
 
@@ -70,6 +72,19 @@ def default_audit_path(environ: Mapping[str, str]) -> Path:
         Path(environ.get("HOME") or Path.home()) / ".local/state"
     )
     return Path(state_home) / "mcp-ci-tools" / "audit.jsonl"
+
+
+_HOST_PLACEHOLDER = "{host}"
+_UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def expand_audit_path(template: str, host: str) -> Path:
+    """`MCP_CI_AUDIT_LOG` with `{host}` replaced by `host` made safe for a file name (the pod's name in
+    Kubernetes), so each replica writing to a shared volume has its own file (and hash chain)."""
+    leftover = template.replace(_HOST_PLACEHOLDER, "")
+    if "{" in leftover or "}" in leftover:
+        raise ValueError("the only placeholder is {host} (the host name); remove any other { or }")
+    return Path(template.replace(_HOST_PLACEHOLDER, _UNSAFE_IN_FILE_NAME.sub("_", host).strip(".") or "host"))
 
 
 def _parse_bool(value: object) -> object:
@@ -130,7 +145,8 @@ class Settings(BaseSettings):
     )
     log_per_minute: int = Field(10, ge=1, le=10_000, description="budget of log reads")
     audit_log: Path = Field(
-        description="audit JSONL file; - writes the records to stdout (HTTP transports only)"
+        description="audit JSONL file ({host} is replaced by the host name, so replicas sharing a volume "
+        "write a file each); - writes the records to stdout (HTTP transports only)"
     )  # load_settings defaults it from the environment
     timeout: float = Field(30.0, gt=0, le=600, description="seconds per HTTP request")
     transport: Transport = Field("stdio", description="streamable-http serves /mcp, sse /sse, http both")
@@ -255,6 +271,11 @@ class Settings(BaseSettings):
             "e.g. ci-tools.example.com",
         )
 
+    @field_validator("audit_log")
+    @classmethod
+    def _expand_host(cls, value: Path) -> Path:
+        return expand_audit_path(str(value), socket.gethostname())
+
     @field_validator("token")
     @classmethod
     def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -351,6 +372,8 @@ more:
 commands:
   mcp-ci-tools sandbox  serve the InfraBox sandbox on its own (--help for its flags)
   mcp-ci-tools demo     play a scripted agent session against the sandbox (--help)
+  mcp-ci-tools audit    verify the audit trail's hash chain; show or count the calls
+                        it records (audit verify|show|stats --help)
 """
 
 

@@ -30,11 +30,12 @@ PARTS: dict[str, tuple[str, ...]] = {
         "mcp_ci_tools.publish",
         "mcp_ci_tools.inflight",
         "mcp_ci_tools.demo",
+        "mcp_ci_tools.audit_cli",
     ),
     "Tools": ("mcp_ci_tools.tools.*",),
     "Policy": ("mcp_ci_tools.policy", "mcp_ci_tools.guards", "mcp_ci_tools.state"),
     "Client": ("mcp_ci_tools.client.*",),
-    "Audit": ("mcp_ci_tools.audit",),
+    "Audit": ("mcp_ci_tools.audit.*",),
     "Config": ("mcp_ci_tools.config",),
     "Domain": ("mcp_ci_tools.domain.*", "mcp_ci_tools"),  # the package itself holds only the version
     "Sandbox": ("mcp_ci_tools.sandbox.*",),

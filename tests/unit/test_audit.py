@@ -80,7 +80,7 @@ def test_the_file_sink_creates_missing_directories_privately(tmp_path: Path) -> 
 
     JsonlFileSink(path).write("{}", durable=True)
 
-    assert path.read_text() == "{}\n"
+    assert path.read_text() == '{"seq":1,"prev":"' + "0" * 64 + '"}\n'
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
 

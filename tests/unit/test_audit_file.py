@@ -35,6 +35,10 @@ def record(request_id: str, padding: int = 0) -> AuditRecord:
     )
 
 
+def unchained(line: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in line.items() if key not in ("seq", "prev")}
+
+
 def lines_of(path: Path) -> list[dict[str, Any]]:
     """Every line of the file as JSON; fails the test if any line is not a JSON object or the last is unended."""
     data = path.read_bytes()
@@ -176,8 +180,13 @@ def test_a_torn_tail_from_another_process_is_kept_as_a_torn_record_at_the_next_w
     log.write(record("b"), durable=True)
 
     first, torn, last = lines_of(path)
+    written = path.read_bytes().splitlines()
     assert (first["request_id"], last["request_id"]) == ("a", "b")
+    assert (first["seq"], last["seq"]) == (1, 3)  # the torn record takes the place of the lost line
+    assert last["prev"] == hashlib.sha256(written[1]).hexdigest()
     assert torn == {
+        "seq": 2,
+        "prev": hashlib.sha256(written[0]).hexdigest(),
         "ts": "2027-01-15T08:00:00.500Z",
         "event": "torn",
         "offset": offset,
@@ -186,7 +195,8 @@ def test_a_torn_tail_from_another_process_is_kept_as_a_torn_record_at_the_next_w
         "fragment_b64": base64.b64encode(TORN.encode()).decode(),
     }
     assert base64.b64decode(torn["fragment_b64"]) == TORN.encode()
-    assert lines_of(tmp_path / "audit.jsonl.torn") == [torn]  # the copy made before the fragment was cut
+    # the copy made before the fragment was cut (the quarantine file is not chained)
+    assert lines_of(tmp_path / "audit.jsonl.torn") == [unchained(torn)]
 
 
 def test_a_torn_tail_is_repaired_at_start_up(tmp_path: Path) -> None:
@@ -225,7 +235,7 @@ def test_a_file_of_one_fragment_and_an_interrupted_earlier_copy_are_both_repaire
 
     [torn, written] = lines_of(path)
     assert (torn["offset"], base64.b64decode(torn["fragment_b64"]), written["request_id"]) == (0, b"{", "a")
-    assert lines_of(quarantine) == [torn]
+    assert lines_of(quarantine) == [unchained(torn)]
 
 
 def test_a_torn_tail_that_cannot_be_copied_for_lack_of_space_stays_and_the_write_is_refused(

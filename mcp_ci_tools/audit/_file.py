@@ -1,11 +1,8 @@
-"""The audit log: one JSON object per line for every tool call, refused ones included.
+"""`JsonlFileSink`: the audit trail as a hash-chained JSON-lines file that only this server's user can write.
 
-A trigger call writes two records: `attempt` (durable, before the request is sent) and `result`.
-If a record cannot be written, `AuditUnavailable` is raised and trigger tools refuse (fail closed).
-The token never appears here: records carry its fingerprint only.
-
-`JsonlFileSink` writes each line whole or not at all, repairs a torn tail without losing its bytes, and
-refuses a file it cannot trust (a symlink, not a regular file, another user's, writable by others).
+Each line is written whole or not at all, a torn tail is repaired without losing its bytes, a file that
+cannot be trusted (a symlink, not a regular file, another user's, writable by others) is refused, and every
+line carries `seq` and `prev` (see `_chain`), continued across restarts and rotations.
 """
 
 from __future__ import annotations
@@ -20,64 +17,32 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
 
-from mcp_ci_tools.domain.masking import describe_value, mask
+from mcp_ci_tools.audit._chain import ChainHead, chained, head_of
+from mcp_ci_tools.audit._log import UnsafeAuditFile, WriteFunction
 from mcp_ci_tools.domain.timestamps import Clock, rfc3339
 
-__all__ = [
-    "STDOUT",
-    "AuditLog",
-    "AuditRecord",
-    "AuditSink",
-    "AuditUnavailable",
-    "Confirmation",
-    "Decision",
-    "JsonlFileSink",
-    "Outcome",
-    "RecordObserver",
-    "StdoutSink",
-    "TraceIdSource",
-    "UnsafeAuditFile",
-    "WriteFunction",
-]
+__all__ = ["JsonlFileSink"]
 
 log = logging.getLogger("mcp_ci_tools.audit")
-
-Decision = Literal["allowed", "denied"]
-Outcome = Literal["success", "error", "unknown", "denied"]
-# How a trigger call was confirmed by the user: not asked (no confirmation configured for the tool), asked
-# and accepted ("elicited"), declined or cancelled, or the client cannot be asked ("unsupported").
-Confirmation = Literal["not_required", "elicited", "declined", "cancelled", "unsupported"]
-RecordObserver = Callable[["AuditRecord"], None]
-TraceIdSource = Callable[[], "str | None"]
-
-
-class AuditUnavailable(Exception):
-    """The audit record could not be made durable."""
-
-
-class AuditSink(Protocol):
-    def write(self, line: str, *, durable: bool) -> None:
-        """Append one line; raise `OSError` if it was not written (and, when `durable`, synced to disk)."""
-        ...
-
-
-class UnsafeAuditFile(OSError):
-    """The audit path is not a file this server may trust (a symlink, not a regular file, another user's, or
-    writable by others), or its tail cannot be repaired; nothing was written."""
-
-
-WriteFunction = Callable[[int, bytes], int]
 
 _OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _NOT_A_FILE = {errno.ELOOP, errno.EMLINK, errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP}
 _CHUNK = 64 * 1024
 _MAX_FRAGMENT = 1024 * 1024  # a longer tail without a newline is no audit log: refuse rather than copy it
+
+
+@dataclass(frozen=True)
+class _Written:
+    """The last line this sink wrote: its chain head, in which file (device, inode), ending where."""
+
+    head: ChainHead
+    file: tuple[int, int]
+    end: int
 
 
 class JsonlFileSink:
@@ -94,8 +59,13 @@ class JsonlFileSink:
     - A torn tail (the last line lacks its newline: a crash, or a writer that does not lock) is repaired
       before the next line. A tail that is a whole JSON object only gets its newline. Any other fragment is
       kept as evidence: copied durably to `<name>.torn` first, then cut off and replaced, at the same place,
-      by a line `{"ts":…,"event":"torn","offset":…,"bytes":…,"sha256":…,"fragment_b64":…}`. So every line
-      parses as JSON and no byte is lost, even if the repair itself is interrupted.
+      by a chained line `{…,"event":"torn","offset":…,"bytes":…,"sha256":…,"fragment_b64":…}`. So every
+      line parses as JSON and no byte is lost, even if the repair itself is interrupted.
+    - Each line continues the chain of the line before it in the file, read under the lock, so a restart
+      or another writer sharing the file continues it. An empty file (a rotation moved the old one away)
+      continues the chain this sink last wrote. If the file's last line is not the one this sink wrote and
+      not a later one (lines were removed or the last one edited), the chain continues from what this sink
+      wrote, so the gap stays visible to `audit verify`, and a warning is logged.
     """
 
     def __init__(self, path: Path, *, clock: Clock = time.time, write: WriteFunction = os.write) -> None:
@@ -105,13 +75,12 @@ class JsonlFileSink:
         self._write = write  # the one `write(2)` seam, so tests can fill the disk mid-line
         self._lock = threading.Lock()
         self._directory_made = False
+        self._written: _Written | None = None
 
     def write(self, line: str, *, durable: bool) -> None:
-        if "\n" in line:
-            raise ValueError("an audit line must not contain a newline")
         with self._lock, self._locked_file() as (directory, fd):
             self._repair_tail(directory, fd)
-            self._append(fd, (line + "\n").encode(), durable=durable)
+            self._append_chained(fd, line, durable=durable)
 
     def repair(self) -> int:
         """Check the file and repair a torn tail now (e.g. at start-up) rather than at the next write; return
@@ -207,10 +176,43 @@ class JsonlFileSink:
             return "is a symbolic link (writes would land in the file it points to)"
         return f"is not a regular file ({_kind(mode)})"
 
+    # the chain -----------------------------------------------------------------------------------------
+
+    def _append_chained(self, fd: int, line: str, *, durable: bool) -> None:
+        """Append `line` as the next link of the chain, whole, or raise with nothing appended."""
+        info = os.fstat(fd)
+        data, head = chained(line, self._head_before(fd, info.st_size))
+        end = self._append(fd, data, durable=durable)
+        self._written = _Written(head, (info.st_dev, info.st_ino), end)
+
+    def _head_before(self, fd: int, size: int) -> ChainHead | None:
+        """The head the line written at `size` (the end of the file's whole lines) continues."""
+        info = os.fstat(fd)
+        known = self._written
+        if known is not None and known.file == (info.st_dev, info.st_ino) and known.end == size:
+            return known.head  # the last line is the one this sink wrote
+        if size == 0:
+            return None if known is None else known.head  # a new file continues this sink's chain
+        start = _last_line_start(fd, size - 1)
+        found = head_of(_pread(fd, start, size - start))
+        if known is None or found.seq > known.head.seq:
+            return found  # a restart, or another writer sharing the file wrote after this sink
+        if found != known.head:
+            log.warning(
+                "audit log %s was changed behind this server: its last line is seq %d, this server last "
+                "wrote seq %d; the chain goes on from seq %d, so `mcp-ci-tools audit verify` shows the gap",
+                self.path,
+                found.seq,
+                known.head.seq,
+                known.head.seq,
+            )
+        return known.head
+
     # writing whole lines --------------------------------------------------------------------------------
 
-    def _append(self, fd: int, data: bytes, *, durable: bool) -> None:
-        """Append `data` whole and (when `durable`) synced, or cut the file back to where it was and raise."""
+    def _append(self, fd: int, data: bytes, *, durable: bool) -> int:
+        """Append `data` whole and (when `durable`) synced, or cut the file back to where it was and raise;
+        return the file's size after it."""
         before = os.fstat(fd).st_size
         try:
             done = 0
@@ -224,6 +226,7 @@ class JsonlFileSink:
         except OSError:
             self._cut_back(fd, before, data)
             raise
+        return before + len(data)
 
     def _cut_back(self, fd: int, before: int, data: bytes) -> None:
         """Remove what a failed append left after `before`, if it is (a prefix of) our own line."""
@@ -254,9 +257,9 @@ class JsonlFileSink:
             self._append(fd, b"\n", durable=True)
             return 0
         marker = self._torn_line(start, fragment)
-        self._save_to_quarantine(directory, marker)  # durable before anything is removed
+        self._save_to_quarantine(directory, (marker + "\n").encode())  # durable before anything is removed
         os.ftruncate(fd, start)
-        self._append(fd, marker, durable=True)
+        self._append_chained(fd, marker, durable=True)
         log.warning(
             "audit log %s ended in a torn line of %d bytes (a crash or an unlocked writer); it is kept as an "
             '"event":"torn" record there and in %s',
@@ -266,7 +269,7 @@ class JsonlFileSink:
         )
         return len(fragment)
 
-    def _torn_line(self, offset: int, fragment: bytes) -> bytes:
+    def _torn_line(self, offset: int, fragment: bytes) -> str:
         record = {
             "ts": rfc3339(self._clock(), milliseconds=True),
             "event": "torn",
@@ -275,7 +278,7 @@ class JsonlFileSink:
             "sha256": hashlib.sha256(fragment).hexdigest(),
             "fragment_b64": base64.b64encode(fragment).decode(),
         }
-        return (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        return json.dumps(record, separators=(",", ":"))
 
     def _save_to_quarantine(self, directory: int, marker: bytes) -> None:
         fd = self._open_file(directory, self.quarantine)
@@ -331,135 +334,3 @@ def _kind(mode: int) -> str:
         (stat.S_ISLNK, "a symbolic link"),
     ]
     return next((name for test, name in kinds if test(mode)), f"file type {stat.S_IFMT(mode):o}")
-
-
-STDOUT = Path("-")  # MCP_CI_AUDIT_LOG=-: the records go to standard output (HTTP transports only)
-
-
-class StdoutSink:
-    """Writes each record as one line to standard output, for a container's log collector.
-
-    Only with the HTTP transports, where stdout carries nothing else (logs go to stderr); over stdio it is
-    the protocol channel, so configuration refuses `-` there. Each line is one `write(2)` under a lock, so
-    lines never interleave; `durable` cannot be more than that on a pipe (fsync does not apply to one).
-    """
-
-    def __init__(self, fd: int = 1, *, write: WriteFunction = os.write) -> None:
-        self._fd = fd
-        self._write = write
-        self._lock = threading.Lock()
-
-    def write(self, line: str, *, durable: bool) -> None:
-        if "\n" in line:
-            raise ValueError("an audit line must not contain a newline")
-        data = (line + "\n").encode()
-        with self._lock:
-            done = 0
-            while done < len(data):
-                written = self._write(self._fd, data[done:])
-                if written <= 0:
-                    raise OSError(errno.EIO, "write(2) to standard output wrote nothing")
-                done += written
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """What happened in one step of one tool call. `None` fields are left out of the line."""
-
-    event: Literal["attempt", "result"]
-    tool: str
-    token: str  # the caller's token fingerprint, never the token
-    # the token's full SHA-256 (the caller key): tells apart callers that share a fingerprint
-    token_sha256: str
-    request_id: str
-    decision: Decision
-    outcome: Outcome | None = None
-    reason: str | None = None
-    project_id: str | None = None
-    build_id: str | None = None
-    job_id: str | None = None
-    http_status: int | None = None
-    duration_ms: float | None = None
-    confirmation: Confirmation | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-_FIELDS = tuple(f.name for f in fields(AuditRecord))
-_ID_FIELDS = ("project_id", "build_id", "job_id")
-_MAX_ID_CHARS = 64
-
-
-def _shown_id(value: str) -> str:
-    """An id as the caller gave it when short and secret-free, else a description (ids are audited before
-    they are validated, and a caller may send anything)."""
-    return value if len(value) <= _MAX_ID_CHARS and mask(value) == value else describe_value(value)
-
-
-def _no_trace() -> str | None:
-    return None
-
-
-class AuditLog:
-    """Writes `AuditRecord`s to a sink, each as one JSON line with a timestamp and the current trace id.
-
-    `trace_id` gives the trace of the call being recorded (None without tracing); each `observers` entry
-    sees every record written (metrics count calls from them), after the sink took it or refused it. An
-    observer that raises is logged and does not affect the call.
-    """
-
-    def __init__(
-        self,
-        sink: AuditSink,
-        *,
-        clock: Clock = time.time,
-        trace_id: TraceIdSource = _no_trace,
-        observers: Sequence[RecordObserver] = (),
-    ) -> None:
-        self._sink = sink
-        self._clock = clock
-        self._trace_id = trace_id
-        self._observers = tuple(observers)
-
-    def write(self, record: AuditRecord, *, durable: bool) -> None:
-        line = self.render(record)
-        try:
-            self._sink.write(line, durable=durable)
-        except UnsafeAuditFile as error:
-            raise AuditUnavailable(f"audit log refused: {error}") from error
-        except OSError as error:
-            raise AuditUnavailable(
-                f"audit log not writable ({type(error).__name__}: {error.strerror or error})"
-            ) from error
-        finally:
-            self._observe(record)
-
-    def _observe(self, record: AuditRecord) -> None:
-        for observer in self._observers:
-            try:
-                observer(record)
-            except Exception:
-                log.exception("audit record observer %r failed", observer)
-
-    def write_or_log(self, record: AuditRecord, *, durable: bool) -> None:
-        """For records after a decision: a failure must not hide the outcome, so the line goes to stderr."""
-        try:
-            self.write(record, durable=durable)
-        except AuditUnavailable as error:
-            log.error("audit record not written (%s); record follows: %s", error, self.render(record))
-
-    def render(self, record: AuditRecord) -> str:
-        values = {name: getattr(record, name) for name in _FIELDS}
-        if not values["detail"]:
-            del values["detail"]
-        for name in _ID_FIELDS:
-            if values[name] is not None:
-                values[name] = _shown_id(values[name])
-        line: dict[str, Any] = {
-            "ts": rfc3339(self._clock(), milliseconds=True),
-            "token": values.pop("token"),
-        }
-        line.update({key: value for key, value in values.items() if value is not None})
-        trace_id = self._trace_id()
-        if trace_id is not None:
-            line["trace_id"] = trace_id
-        return json.dumps(line, separators=(",", ":"), ensure_ascii=False)
