@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import errno
 import fcntl
+import gzip
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ import os
 import stat
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -191,8 +193,8 @@ class JsonlFileSink:
         known = self._written
         if known is not None and known.file == (info.st_dev, info.st_ino) and known.end == size:
             return known.head  # the last line is the one this sink wrote
-        if size == 0:
-            return None if known is None else known.head  # a new file continues this sink's chain
+        if size == 0:  # a new file continues this sink's chain, or else the one of its newest rotated copy
+            return known.head if known is not None else self._rotated_head()
         start = _last_line_start(fd, size - 1)
         found = head_of(_pread(fd, start, size - start))
         if known is None or found.seq > known.head.seq:
@@ -207,6 +209,28 @@ class JsonlFileSink:
                 known.head.seq,
             )
         return known.head
+
+    def _rotated_head(self) -> ChainHead | None:
+        """The head of the newest rotated copy of this file (`audit.jsonl.1`, `audit.jsonl-20261202.gz`, …)
+        beside it, so a server started after a rotation continues the chain (None: there is none)."""
+        copies: list[tuple[float, Path]] = []
+        try:
+            for entry in os.scandir(self.path.parent):
+                if _is_rotated_copy(entry.name, self.path.name) and entry.is_file(follow_symlinks=False):
+                    copies.append((entry.stat(follow_symlinks=False).st_mtime, Path(entry.path)))
+        except OSError:
+            return None
+        for _, copy in sorted(copies, reverse=True)[:1]:
+            try:
+                data = _tail_of(copy)
+            except (OSError, EOFError, zlib.error):
+                log.warning(
+                    "audit log %s: cannot read the rotated copy %s; a new chain begins", self.path, copy
+                )
+                return None
+            last = data.rstrip(b"\n").rpartition(b"\n")[2]
+            return head_of(last) if last else None
+        return None
 
     # writing whole lines --------------------------------------------------------------------------------
 
@@ -315,6 +339,25 @@ def _last_line_start(fd: int, size: int) -> int:
             return start + newline + 1
         end = start
     return 0
+
+
+def _is_rotated_copy(name: str, live: str) -> bool:
+    rest = name.removeprefix(live)
+    return rest != name and rest[:1] in (".", "-") and not rest.endswith(".torn")
+
+
+def _tail_of(path: Path) -> bytes:
+    """The last bytes of a file (whole, decompressed, for a `.gz` copy), enough to hold its last line."""
+    if path.suffix == ".gz":
+        with gzip.open(path) as compressed:
+            tail = b""
+            while chunk := compressed.read(_CHUNK):
+                tail = (tail + chunk)[-_MAX_FRAGMENT:]
+            return tail
+    with path.open("rb") as plain:
+        size = plain.seek(0, os.SEEK_END)
+        plain.seek(max(0, size - _MAX_FRAGMENT))
+        return plain.read()
 
 
 def _is_json_object(data: bytes) -> bool:

@@ -309,16 +309,16 @@ def _answering(
 
 
 @pytest.mark.parametrize(
-    ("action", "content", "sent", "reason"),
+    ("action", "content", "sent", "reason", "confirmation"),
     [
-        ("accept", {"confirm": True}, 1, None),
-        ("accept", {"confirm": False}, 0, "declined"),
-        ("decline", None, 0, "declined"),
-        ("cancel", None, 0, "declined"),
+        ("accept", {"confirm": True}, 1, None, "elicited"),
+        ("accept", {"confirm": False}, 0, "declined", "declined"),
+        ("decline", None, 0, "declined", "declined"),
+        ("cancel", None, 0, "declined", "cancelled"),
     ],
 )
 async def test_confirmation_asks_the_user_and_respects_the_answer(
-    action, content, sent, reason, mode, make_server, infrabox, audit
+    action, content, sent, reason, confirmation, mode, make_server, infrabox, audit
 ):
     route = infrabox.delete(f"{P}/jobs/{JOB_ID}/abort").respond(200, json={})
     asked: list[str] = []
@@ -333,6 +333,7 @@ async def test_confirmation_asks_the_user_and_respects_the_answer(
     if reason:
         assert "did not confirm" in text_of(result)
         assert audit.records[-1]["reason"] == reason
+    assert [record["confirmation"] for record in audit.records] == [confirmation] * (1 + sent)
 
 
 async def test_a_client_without_elicitation_gets_a_clear_error(mode, make_server, infrabox, audit):
@@ -343,6 +344,7 @@ async def test_a_client_without_elicitation_gets_a_clear_error(mode, make_server
     assert result.is_error and "MCP_CI_CONFIRM" in text_of(result) and "cannot ask" in text_of(result)
     assert route.call_count == 0
     assert audit.records[-1]["reason"] == "confirmation_unsupported"
+    assert audit.records[-1]["confirmation"] == "unsupported"
 
 
 async def test_nobody_is_asked_about_a_call_that_would_be_refused(mode, make_server, infrabox, audit):
@@ -356,9 +358,10 @@ async def test_nobody_is_asked_about_a_call_that_would_be_refused(mode, make_ser
     assert asked == []
     assert "no trigger permission" in text_of(result)
     assert audit.records[-1]["reason"] == "trigger_not_allowed"
+    assert "confirmation" not in audit.records[-1]  # refused before anyone was asked
 
 
-async def test_tools_not_listed_for_confirmation_are_not_asked_about(mode, make_server, infrabox):
+async def test_tools_not_listed_for_confirmation_are_not_asked_about(mode, make_server, infrabox, audit):
     route = infrabox.delete(f"{P}/jobs/{JOB_ID}/abort").respond(200, json={})
     asked: list[str] = []
     server = make_server(confirm=("abort_build",))
@@ -368,6 +371,7 @@ async def test_tools_not_listed_for_confirmation_are_not_asked_about(mode, make_
         result = await client.call_tool("abort_job", JOB_ARGS)
 
     assert asked == [] and result.is_error is False and route.call_count == 1
+    assert [record["confirmation"] for record in audit.records] == ["not_required", "not_required"]
 
 
 # Defaults -------------------------------------------------------------------------------------------------

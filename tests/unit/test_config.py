@@ -35,6 +35,18 @@ def test_xdg_state_home_sets_the_default_audit_path() -> None:
     assert settings.audit_log == Path("/var/state/mcp-ci-tools/audit.jsonl")
 
 
+def test_host_in_the_audit_path_names_each_replicas_own_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "mcp-ci-tools-5f7c9-abcde")
+
+    settings = load_settings([], {**BASE_ENV, "MCP_CI_AUDIT_LOG": "/var/lib/mcp-ci-tools/audit-{host}.jsonl"})
+
+    assert settings.audit_log == Path("/var/lib/mcp-ci-tools/audit-mcp-ci-tools-5f7c9-abcde.jsonl")
+    with pytest.raises(ConfigError) as refused:
+        load_settings([], {**BASE_ENV, "MCP_CI_AUDIT_LOG": "/var/lib/audit-{pod}.jsonl"})
+    assert refused.value.variable == "MCP_CI_AUDIT_LOG"
+    assert "the only placeholder is {host}" in refused.value.problem
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"), [("1", True), ("true", True), ("YES", True), ("0", False), ("no", False)]
 )
