@@ -183,14 +183,13 @@ class JsonlFileSink:
     def _append_chained(self, fd: int, line: str, *, durable: bool) -> None:
         """Append `line` as the next link of the chain, whole, or raise with nothing appended."""
         info = os.fstat(fd)
-        data, head = chained(line, self._head_before(fd, info.st_size))
+        data, head = chained(line, self._head_before(fd, info))
         end = self._append(fd, data, durable=durable)
         self._written = _Written(head, (info.st_dev, info.st_ino), end)
 
-    def _head_before(self, fd: int, size: int) -> ChainHead | None:
-        """The head the line written at `size` (the end of the file's whole lines) continues."""
-        info = os.fstat(fd)
-        known = self._written
+    def _head_before(self, fd: int, info: os.stat_result) -> ChainHead | None:
+        """The head the next line continues (the file, `info`, ends in a whole line)."""
+        known, size = self._written, info.st_size
         if known is not None and known.file == (info.st_dev, info.st_ino) and known.end == size:
             return known.head  # the last line is the one this sink wrote
         if size == 0:  # a new file continues this sink's chain, or else the one of its newest rotated copy

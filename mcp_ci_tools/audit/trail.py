@@ -39,7 +39,7 @@ __all__ = [
 
 ProblemKind = Literal["not_json", "edited", "missing", "out_of_order", "torn", "unchained", "unreadable"]
 # A rotated copy keeps the live file's name and adds a suffix: `.1`, `.2.gz`, `-20261202`, `.old`.
-_ROTATION_SUFFIX = re.compile(r"(?:[.-][0-9A-Za-z]+)*?(?:\.gz)?$")
+_ROTATION_SUFFIX = re.compile(r"(?:\.[0-9]+|-[0-9]{8,10}|\.old)?(?:\.gz)?$")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mcp_ci_tools.audit import GENESIS, AuditLog, AuditRecord, JsonlFileSink, StdoutSink
-from mcp_ci_tools.audit.trail import Verdict, verify
+from mcp_ci_tools.audit.trail import Verdict, series_of, verify
 
 TOKEN_SHA256 = "ab" * 32
 
@@ -355,3 +355,18 @@ def test_a_server_started_after_a_rotation_continues_the_newest_rotated_copy(
     [first] = parsed(path)
     assert (first["seq"], first["prev"]) == (3, sha(data.splitlines()[-1]))
     assert verify([rotated, path]).whole
+
+
+@pytest.mark.parametrize(
+    ("name", "series"),
+    [
+        ("audit.jsonl.1", "audit.jsonl"),
+        ("audit-web-2.jsonl-20261202.gz", "audit-web-2.jsonl"),
+        ("audit-web.log.3", "audit-web.log"),
+        ("audit-web-2.log", "audit-web-2.log"),  # another replica, not a rotated copy of audit-web.log
+    ],
+)
+def test_a_rotated_copy_belongs_to_its_live_files_series_and_replicas_stay_apart(
+    name: str, series: str
+) -> None:
+    assert series_of(Path("/a") / name) == f"/a/{series}"
