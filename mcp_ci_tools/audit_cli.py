@@ -152,7 +152,7 @@ def _summary(verdict: Verdict) -> str:
 
 
 def _matching(args: argparse.Namespace, paths: list[Path]) -> list[Call]:
-    return [call for call in calls(paths) if _matches(call, args)]
+    return calls(paths, where=lambda call: _matches(call, args))
 
 
 def _matches(call: Call, args: argparse.Namespace) -> bool:

@@ -7,7 +7,8 @@ each other. What is wrong is a `Problem` (edited, missing, out of order, torn, n
 file was changed. What is only worth knowing is a `Note`: a call whose `attempt` has no `result` (the
 server stopped mid-call), a torn line the server repaired after a crash, lines from before the chain.
 
-`calls(paths)` merges the files by time and pairs each `attempt` with its `result` (by `request_id`).
+`calls(paths, where)` pairs each `attempt` with its `result` (by `request_id`, within a series) and merges
+the calls `where` keeps by time. Files are read a line at a time: only what is kept stays in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,6 @@ from typing import Any, Literal
 from mcp_ci_tools.audit._chain import GENESIS, digest
 
 __all__ = [
-    "AuditFile",
     "Call",
     "Line",
     "Note",
@@ -32,7 +32,8 @@ __all__ = [
     "ProblemKind",
     "Verdict",
     "calls",
-    "read_file",
+    "iter_calls",
+    "read_lines",
     "series_of",
     "verify",
 ]
@@ -50,6 +51,7 @@ class Line:
     number: int  # 1-based
     raw: bytes
     record: dict[str, Any] | None
+    ended: bool = True  # False: the last line of its file, cut short (no newline)
 
     @property
     def seq(self) -> int | None:
@@ -64,13 +66,6 @@ class Line:
     @property
     def where(self) -> str:
         return f"{self.path}:{self.number}"
-
-
-@dataclass(frozen=True)
-class AuditFile:
-    path: Path
-    lines: tuple[Line, ...]
-    torn_tail: bytes | None  # bytes after the last newline: a line cut short
 
 
 @dataclass(frozen=True)
@@ -111,12 +106,22 @@ class Verdict:
         return not self.problems
 
 
-def read_file(path: Path) -> AuditFile:
-    """The lines of one audit file (`.gz` for a compressed rotated copy); `OSError` if it cannot be read."""
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    *whole, rest = data.split(b"\n")
-    lines = tuple(Line(path, number, raw, _object(raw)) for number, raw in enumerate(whole, start=1))
-    return AuditFile(path, lines, rest or None)
+def read_lines(path: Path) -> Iterator[Line]:
+    """The lines of one audit file (`.gz` for a compressed rotated copy), read as they come, so a trail of
+    any length is checked in little memory; a last line without its newline has `ended` False. Raises
+    `OSError` (or `EOFError` / `gzip.BadGzipFile` for a broken `.gz`) if it cannot be read."""
+    with gzip.open(path) if path.suffix == ".gz" else path.open("rb") as stream:
+        for number, data in enumerate(stream, start=1):
+            ended = data.endswith(b"\n")
+            raw = data.removesuffix(b"\n")
+            yield Line(path, number, raw, _object(raw) if ended else None, ended)
+
+
+def _first_line(path: Path) -> Line | None:
+    try:
+        return next(read_lines(path), None)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None
 
 
 def _object(raw: bytes) -> dict[str, Any] | None:
@@ -130,10 +135,22 @@ def _object(raw: bytes) -> dict[str, Any] | None:
 def series_of(path: Path) -> str:
     """The live file a path belongs to: itself, or the file it is a rotated copy of."""
     name = path.name
-    base = (
-        name[: name.index(".jsonl") + len(".jsonl")] if ".jsonl" in name else _ROTATION_SUFFIX.sub("", name)
-    )
-    return str(path.with_name(base or name))
+    if ".jsonl" in name:
+        return str(path.with_name(name[: name.rindex(".jsonl") + len(".jsonl")]))
+    return str(path.with_name(_ROTATION_SUFFIX.sub("", name, count=1) or name))
+
+
+def _series(paths: Sequence[Path]) -> list[list[Path]]:
+    """The paths grouped by series, each in chain order (by the `seq` of its first line)."""
+    grouped: dict[str, list[Path]] = {}
+    for path in paths:
+        grouped.setdefault(series_of(path), []).append(path)
+
+    def first_seq(path: Path) -> int:
+        first = _first_line(path)
+        return first.seq or 0 if first is not None else 0
+
+    return [sorted(group, key=first_seq) for group in grouped.values()]
 
 
 # verify ----------------------------------------------------------------------------------------------------
@@ -141,105 +158,122 @@ def series_of(path: Path) -> str:
 
 def verify(paths: Sequence[Path]) -> Verdict:
     verdict = Verdict()
-    files: list[AuditFile] = []
-    for path in paths:
-        try:
-            files.append(read_file(path))
-        except (OSError, EOFError, gzip.BadGzipFile) as error:
-            verdict.problems.append(Problem("unreadable", path, 0, f"cannot be read: {error}"))
-    verdict.files = len(files)
-    verdict.records = sum(len(file.lines) for file in files)
-    by_series: dict[str, list[AuditFile]] = {}
-    for file in files:
-        by_series.setdefault(series_of(file.path), []).append(file)
-    for series in by_series.values():
-        _verify_series(sorted(series, key=_first_seq), verdict)
-    verdict.notes.extend(_orphans(files))
+    for series in _series(paths):
+        _SeriesCheck(verdict).run(series)
     return verdict
 
 
-def _first_seq(file: AuditFile) -> int:
-    return next((line.seq for line in file.lines if line.seq is not None), 0)
+class _SeriesCheck:
+    """Checks the files of one series in chain order, one line at a time."""
 
+    def __init__(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        self.previous: Line | None = None  # the last line of the files checked so far
+        self.first_seq: int | None = None
+        self.attempts: dict[str, Line] = {}  # attempts whose result has not come yet
 
-def _verify_series(files: list[AuditFile], verdict: Verdict) -> None:
-    previous: Line | None = None
-    first_seq: int | None = None
-    for file in files:
-        if not file.lines and file.torn_tail is None:
-            continue
-        if previous is not None and file.lines:
-            _check_link(previous, file.lines[0], verdict, across_files=True)
-        elif file.lines:
-            first = file.lines[0]
-            if first.seq is not None and first.prev != GENESIS and first.seq > 1:
-                verdict.notes.append(
-                    Note(
-                        file.path,
-                        1,
-                        f"begins at seq {first.seq}: it continues an earlier file (a rotated copy) that was not "
-                        "given; give it too to check the link",
-                    )
-                )
-        _verify_file(file, verdict)
-        if file.lines:
-            previous = file.lines[-1]
-            seqs = [line.seq for line in file.lines if line.seq is not None]
-            if seqs and first_seq is None:
-                first_seq = seqs[0]
-        if file.torn_tail is not None:
-            number = len(file.lines) + 1
-            verdict.problems.append(
-                Problem(
-                    "torn",
-                    file.path,
-                    number,
-                    f"the last line is cut short ({len(file.torn_tail)} bytes, no newline): the file was cut, "
-                    "or the server crashed while writing it and has not started since (it repairs this itself)",
-                )
-            )
-    if previous is not None and previous.seq is not None:
-        verdict.chains.append((previous.path, first_seq or 1, previous.seq))
+    def run(self, paths: list[Path]) -> None:
+        for path in paths:
+            try:
+                self._file(path)
+            except (OSError, EOFError, gzip.BadGzipFile) as error:
+                self.verdict.problems.append(Problem("unreadable", path, 0, f"cannot be read: {error}"))
+                continue
+            self.verdict.files += 1
+        if self.previous is not None and self.previous.seq is not None:
+            self.verdict.chains.append((self.previous.path, self.first_seq or 1, self.previous.seq))
+        for attempt in self.attempts.values():
+            self.verdict.notes.append(Note(attempt.path, attempt.number, _orphan_message(attempt)))
 
-
-def _verify_file(file: AuditFile, verdict: Verdict) -> None:
-    base: Line | None = None  # the line the next one must continue (None after a line that is not JSON)
-    chained = False
-    legacy = 0
-    for line in file.lines:
-        if line.record is None:
-            _problem(verdict, "not_json", line, "is not a JSON object: the line was edited or corrupted")
-            base = None
-            continue
-        if line.record.get("event") == "torn":
-            verdict.notes.append(
-                Note(
-                    file.path,
-                    line.number,
-                    f"records a torn line the server repaired ({line.record.get('bytes')} bytes at offset "
-                    f"{line.record.get('offset')}, kept in fragment_b64): it crashed while writing",
-                )
-            )
-        if line.seq is None:
-            if chained:
+    def _file(self, path: Path) -> None:
+        base = self.previous  # the line the next one must continue (None after a line that is not JSON)
+        chained = False
+        legacy = 0
+        for line in read_lines(path):
+            if line.number == 1 and base is None:
+                self._begins(line)
+            if not line.ended:
                 _problem(
-                    verdict, "unchained", line, "has no seq after chained lines: it was inserted or edited"
+                    self.verdict,
+                    "torn",
+                    line,
+                    f"the last line is cut short ({len(line.raw)} bytes, no newline): the file was cut, or the "
+                    "server crashed while writing it and has not started since (it repairs this itself)",
                 )
-            else:
-                legacy += 1
-            base = line
-            continue
-        if base is not None:
-            _check_link(base, line, verdict, across_files=False)
-        base, chained = line, True
-    if legacy:
-        verdict.notes.append(
-            Note(
-                file.path,
-                1,
-                f"{legacy} line(s) before the chain began (written by a version without seq/prev)",
+                break
+            self.verdict.records += 1
+            if line.record is None:
+                _problem(
+                    self.verdict, "not_json", line, "is not a JSON object: the line was edited or corrupted"
+                )
+                base = None
+                continue
+            self._pair(line)
+            if line.seq is None:
+                if chained:
+                    _problem(
+                        self.verdict,
+                        "unchained",
+                        line,
+                        "has no seq after chained lines: it was inserted or edited",
+                    )
+                else:
+                    legacy += 1
+                base = self.previous = line
+                continue
+            if base is not None:
+                _check_link(base, line, self.verdict, across_files=line.number == 1)
+            if self.first_seq is None:
+                self.first_seq = line.seq
+            base = self.previous = line
+            chained = True
+        if legacy:
+            self.verdict.notes.append(
+                Note(
+                    path,
+                    1,
+                    f"{legacy} line(s) before the chain began (written by a version without seq/prev)",
+                )
             )
-        )
+
+    def _begins(self, first: Line) -> None:
+        if first.seq is not None and first.seq > 1 and first.prev != GENESIS:
+            self.verdict.notes.append(
+                Note(
+                    first.path,
+                    1,
+                    f"begins at seq {first.seq}: it continues an earlier file (a rotated copy) that was not "
+                    "given; give it too to check the link",
+                )
+            )
+
+    def _pair(self, line: Line) -> None:
+        record = line.record or {}
+        event, request_id = record.get("event"), str(record.get("request_id") or "")
+        if event == "torn":
+            self.verdict.notes.append(
+                Note(
+                    line.path,
+                    line.number,
+                    f"records a torn line the server repaired ({record.get('bytes')} bytes at offset "
+                    f"{record.get('offset')}, kept in fragment_b64): it crashed while writing",
+                )
+            )
+        elif event == "attempt" and request_id:
+            self.attempts[request_id] = line
+        elif event == "result" and request_id:
+            self.attempts.pop(request_id, None)
+
+
+def _orphan_message(attempt: Line) -> str:
+    record = attempt.record or {}
+    target = " ".join(
+        f"{name}={record[f'{name}_id']}" for name in ("project", "build", "job") if record.get(f"{name}_id")
+    )
+    return (
+        f"{record.get('tool', '?')} {target} (request {record.get('request_id')}) has an attempt and no result: "
+        "the server stopped mid-call (a crash or kill -9); the outcome is unknown, check the target's state"
+    )
 
 
 def _check_link(before: Line, line: Line, verdict: Verdict, *, across_files: bool) -> None:
@@ -286,17 +320,6 @@ def _check_link(before: Line, line: Line, verdict: Verdict, *, across_files: boo
 
 def _problem(verdict: Verdict, kind: ProblemKind, line: Line, message: str) -> None:
     verdict.problems.append(Problem(kind, line.path, line.number, message))
-
-
-def _orphans(files: Iterable[AuditFile]) -> Iterator[Note]:
-    for call in _paired(files):
-        if call.orphan:
-            yield Note(
-                call.path,
-                call.line,
-                f"{call.tool} {call.target or ''} (request {call.request_id}) has an attempt and no result: the "
-                "server stopped mid-call (a crash or kill -9); the outcome is unknown, check the target's state",
-            )
 
 
 # calls -----------------------------------------------------------------------------------------------------
@@ -346,32 +369,29 @@ class Call:
         return " ".join(parts) or None
 
 
-def calls(paths: Sequence[Path]) -> list[Call]:
-    """Every call in the files, merged by time (files that cannot be read raise `OSError`)."""
-    return sorted(_paired(read_file(path) for path in paths), key=lambda call: call.ts)
+def calls(paths: Sequence[Path], where: Callable[[Call], bool] = lambda _: True) -> list[Call]:
+    """The calls in the files that `where` keeps, merged by time (`OSError` if a file cannot be read)."""
+    return sorted((call for call in iter_calls(paths) if where(call)), key=lambda call: call.ts)
 
 
-def _paired(files: Iterable[AuditFile]) -> Iterator[Call]:
-    """Each result with its attempt (files in any order); an attempt no result names is an orphan."""
-    records = [
-        (line, line.record)
-        for file in files
-        for line in file.lines
-        if line.record is not None and line.record.get("event") in ("attempt", "result")
-    ]
-    attempts = {
-        str(record["request_id"]): record
-        for _, record in records
-        if record["event"] == "attempt" and record.get("request_id")
-    }
-    answered = {str(record.get("request_id")) for _, record in records if record["event"] == "result"}
-    for line, record in records:
-        request_id = str(record.get("request_id", ""))
-        if record["event"] == "result":
-            attempt = attempts.get(request_id) if request_id else None
-            yield Call(_ts(attempt or record), record, attempt, line.path, line.number)
-        elif request_id not in answered:
-            yield Call(_ts(record), record, record, line.path, line.number)
+def iter_calls(paths: Sequence[Path]) -> Iterator[Call]:
+    """Every call in the files, as each result (or the end of its series, for an orphan) is read."""
+    for series in _series(paths):
+        attempts: dict[str, tuple[Line, dict[str, Any]]] = {}
+        for path in series:
+            for line in read_lines(path):
+                record = line.record
+                if record is None or record.get("event") not in ("attempt", "result"):
+                    continue
+                request_id = str(record.get("request_id") or "")
+                if record["event"] == "attempt" and request_id:
+                    attempts[request_id] = (line, record)
+                    continue
+                first = attempts.pop(request_id, None) if request_id else None
+                attempt = first[1] if first else None
+                yield Call(_ts(attempt or record), record, attempt, line.path, line.number)
+        for line, attempt in attempts.values():
+            yield Call(_ts(attempt), attempt, attempt, line.path, line.number)
 
 
 def _ts(record: dict[str, Any]) -> datetime:

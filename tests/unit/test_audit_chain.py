@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +371,22 @@ def test_a_rotated_copy_belongs_to_its_live_files_series_and_replicas_stay_apart
     name: str, series: str
 ) -> None:
     assert series_of(Path("/a") / name) == f"/a/{series}"
+
+
+def test_a_long_trail_is_verified_line_by_line_not_held_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlFileSink(path)
+    log = AuditLog(sink)
+    for n in range(10_000):
+        log.write(record(f"r-{n}", build_id="b" * 36), durable=False)
+    size = path.stat().st_size
+
+    tracemalloc.start()
+    try:
+        verdict = verify([path])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert verdict.whole and verdict.records == 10_000
+    assert peak < size / 10, f"peak {peak} B for a {size} B file"
