@@ -26,6 +26,7 @@ from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, Request, RequestParams, Result, TextContent
 
+from mcp_ci_tools.audit_cli import main as audit_command
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, start_in_thread
 
 __all__ = ["StepFailed", "main"]
@@ -320,6 +321,10 @@ def _print_audit(path: Path, out: TextIO) -> None:
             )
     text = path.read_text()
     _expect(not any(t.token in text for t in SANDBOX_TOKENS.values()), "a token appears in the audit log")
+    print(f"\n$ mcp-ci-tools audit verify {path}", file=out)
+    _expect(audit_command(["verify", str(path)], out=out) == 0, "the audit trail's hash chain is not whole")
+    print(f"\n$ mcp-ci-tools audit stats {path}", file=out)
+    audit_command(["stats", str(path)], out=out)
 
 
 async def _run(out: TextIO, workdir: Path, errlog: TextIO) -> None:
