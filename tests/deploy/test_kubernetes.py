@@ -534,3 +534,16 @@ def test_redis_runs_with_the_compose_files_persistence_flags_on_its_own_volume()
     assert deployment["replicas"] == 1 and deployment["strategy"]["type"] == "Recreate"
     assert (state.hostname, state.port) == ("redis", port["port"])
     assert container_port("redis", port["targetPort"]) == 6379
+
+
+# --- the README's list --------------------------------------------------------------------------------------
+
+
+def test_the_readme_lists_every_deploy_file() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Deploy files") :]
+    section = section[: section.index("\n## ")]
+    listed = set(re.findall(r"^\| `([^`]+)` \|", section, re.M))
+    files = {str(path.relative_to(ROOT)) for path in (ROOT / "deploy").rglob("*") if path.is_file()}
+
+    assert listed == files | {"server.json"}
