@@ -569,3 +569,14 @@ def test_the_readme_lists_every_deploy_file() -> None:
     files = {str(path.relative_to(ROOT)) for path in (ROOT / "deploy").rglob("*") if path.is_file()}
 
     assert listed == files | {"server.json"}
+
+
+def test_a_disruption_leaves_a_replica_serving() -> None:
+    budget = the("PodDisruptionBudget", "mcp-ci-tools")["spec"]
+    pod_labels = the("Deployment", "mcp-ci-tools")["spec"]["template"]["metadata"]["labels"]
+    (spread,) = pod_spec("mcp-ci-tools")["topologySpreadConstraints"]
+
+    assert 1 <= budget["minAvailable"] < the("Deployment", "mcp-ci-tools")["spec"]["replicas"]
+    assert budget["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"].items() <= pod_labels.items()
