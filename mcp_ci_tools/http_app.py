@@ -39,6 +39,7 @@ from mcp_ci_tools.server import metrics_of, rejected_tokens
 __all__ = [
     "LOOPBACK_HOSTS",
     "LOOPBACK_ORIGINS",
+    "METRICS_PATH",
     "Gate",
     "build_http_app",
     "http_stack",
