@@ -184,7 +184,10 @@ def test_every_declared_module_exists() -> None:
         ({"mcp_ci_tools.tools._read": {"mcp_ci_tools.tools.builds"}}, "never a tool module"),
         ({"mcp_ci_tools.server": {"mcp_ci_tools.sandbox"}}, "start the sandbox"),
         ({"mcp_ci_tools.audit": {"mcp.server"}}, "Audit must not speak MCP"),
-        ({"mcp_ci_tools.observe.metrics": {"mcp_ci_tools.client"}}, "Observe → Client is not an allowed arrow"),
+        (
+            {"mcp_ci_tools.observe.metrics": {"mcp_ci_tools.client"}},
+            "Observe → Client is not an allowed arrow",
+        ),
         ({"mcp_ci_tools.observe.tracing": {"mcp.server"}}, "Observe must not speak MCP"),
         ({"mcp_ci_tools.newthing": set()}, "mcp_ci_tools.newthing belongs to no part"),
     ],

@@ -53,7 +53,7 @@ class _SwitchedTracer(trace.Tracer):
         return self._current().start_span(*args, **kwargs)
 
     @contextmanager
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:  # type: ignore[override]
         with self._current().start_as_current_span(*args, **kwargs) as span:
             yield span
 
@@ -65,8 +65,14 @@ class _Switch(trace.TracerProvider):
         self.sdk.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.on = False
 
-    def get_tracer(self, name: str, version: str | None = None, *args: Any, **kwargs: Any) -> trace.Tracer:
-        return _SwitchedTracer(self, name, version)
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> trace.Tracer:
+        return _SwitchedTracer(self, instrumenting_module_name, instrumenting_library_version)
 
 
 _SWITCH = _Switch()

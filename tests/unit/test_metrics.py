@@ -340,12 +340,10 @@ def test_every_reason_in_the_code_has_its_label_value() -> None:
 def test_every_endpoint_template_of_the_client_has_its_label_value() -> None:
     tree = ast.parse((PACKAGE / "client" / "_client.py").read_text())
     templates = {
-        "/api/v1/mcp/" + node.args[0].value
+        "/api/v1/mcp/" + template
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "_Path"
-        and isinstance(node.args[0], ast.Constant)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_Path"
+        for template in _values(node.args[0])
     }
 
     assert templates == ENDPOINTS
