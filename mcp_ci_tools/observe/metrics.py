@@ -117,9 +117,9 @@ class Metrics:
         Info("mcp_ci_build", "The running mcp-ci-tools version.", registry=registry).info(
             {"version": version}
         )
-        for budget in BUDGETS:  # present at 0 from the start, so rate() and alerts see them
+        for budget in sorted(BUDGETS):  # present at 0 from the start, so rate() and alerts see them
             self.budget_refusals.labels(budget=budget)
-        for operation in STATE_OPERATIONS:
+        for operation in sorted(STATE_OPERATIONS):
             self.state_store_errors.labels(operation=operation)
 
     # Observers -------------------------------------------------------------------------------------
