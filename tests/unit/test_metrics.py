@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mcp import MCPError
 from mcp_types.methods import CLIENT_NOTIFICATIONS, CLIENT_REQUESTS
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -161,6 +162,8 @@ async def test_every_mcp_operation_is_timed_with_the_semconv_attributes(
     await client.list_tools()
     await client.call_tool("whoami", {})
     await client.call_tool("get_build", {"project_id": PROJECT_ID, "build_id": BUILD_ID})
+    with pytest.raises(MCPError):
+        await client.read_resource("file:///etc/passwd")
 
     text = metrics_of(server).render().decode()
     counts = {
@@ -172,6 +175,8 @@ async def test_every_mcp_operation_is_timed_with_the_semconv_attributes(
     assert counts[("tools/list", "", "")] == 1
     assert counts[("tools/call", "whoami", "")] == 1
     assert counts[("tools/call", "get_build", "tool_error")] == 1
+    assert counts[("resources/read", "", "-32602")] == 1  # the JSON-RPC error code, as semconv's error.type
+    assert "passwd" not in text
     buckets = {dict(key)["le"] for key in samples(text, "mcp_server_operation_duration_seconds_bucket")}
     assert {"0.01", "0.02", "300.0", "+Inf"} <= buckets
     assert_labels_fixed(text)
