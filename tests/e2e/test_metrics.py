@@ -240,3 +240,13 @@ def test_a_bad_metrics_setting_exits_2_with_one_line_naming_it(tmp_path, extra, 
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"mcp-ci-tools: configuration error: {variable}: ") and says in lines[0]
     assert "short" not in lines[0] and METRICS_TOKEN not in lines[0]
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse", "http"])
+async def test_every_http_transport_serves_metrics_beside_healthz(transport, sandbox, tmp_path) -> None:
+    with serving(http_settings(sandbox, tmp_path, transport=transport)) as base:
+        async with httpx.AsyncClient(base_url=base) as http:
+            answer = await http.get("/metrics")
+
+    assert answer.status_code == 200
+    assert samples(answer.text, "mcp_ci_build_info")
