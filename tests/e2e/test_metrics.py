@@ -250,3 +250,31 @@ async def test_every_http_transport_serves_metrics_beside_healthz(transport, san
 
     assert answer.status_code == 200
     assert samples(answer.text, "mcp_ci_build_info")
+
+
+async def test_metrics_are_still_answered_while_draining() -> None:
+    from mcp_ci_tools.http_app import Gate
+
+    reached: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    gate = Gate(app, max_streams=1)
+    gate.draining = True
+    for path in ("/metrics", "/healthz", "/readyz", "/mcp"):
+        await gate({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
+
+    assert reached == ["/metrics", "/healthz"]
+    assert statuses == [200, 200, 503, 503]
