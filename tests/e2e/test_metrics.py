@@ -264,11 +264,11 @@ async def test_metrics_are_still_answered_while_draining() -> None:
 
     statuses: list[int] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Any) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Any:
         return {"type": "http.request", "body": b""}
 
     gate = Gate(app, max_streams=1)
