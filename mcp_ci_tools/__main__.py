@@ -96,12 +96,19 @@ def _serve_http(settings: Settings) -> int:
     from mcp_ci_tools.domain.masking import mask
     from mcp_ci_tools.http_app import build_http_app, listen, serve_http
     from mcp_ci_tools.inflight import InFlight
+    from mcp_ci_tools.observe import Metrics
     from mcp_ci_tools.server import audit_log_usable, build_server
     from mcp_ci_tools.state import open_state
 
     inflight = InFlight()
-    state = open_state(settings.state_url, prefix=settings.state_prefix, timeout=settings.state_timeout)
-    server = build_server(settings, inflight=inflight, state=state)
+    metrics = Metrics()
+    state = open_state(
+        settings.state_url,
+        prefix=settings.state_prefix,
+        timeout=settings.state_timeout,
+        on_error=metrics.state_store_error,
+    )
+    server = build_server(settings, inflight=inflight, state=state, metrics=metrics)
 
     async def ready() -> bool:
         # Not ready while trigger tools would refuse: Redis not answering, or the audit file not writable.
@@ -124,12 +131,13 @@ def _serve_http(settings: Settings) -> int:
         log.info("budgets, learned permissions and guards are shared through %s", mask(settings.state_url))
     paths = {"streamable-http": "/mcp", "sse": "/sse", "http": "/mcp and /sse"}[settings.transport]
     log.info(
-        "serving MCP over %s at http://%s:%d (%s) for %s; callers authenticate with their own token "
-        "(trigger %s, audit log %s)",
+        "serving MCP over %s at http://%s:%d (%s, /metrics %s) for %s; callers authenticate with their own "
+        "token (trigger %s, audit log %s)",
         settings.transport,
         settings.host,
         port,
         paths,
+        "open" if settings.metrics_token is None else "with its token",
         settings.infrabox_url,
         "decided by InfraBox per token" if settings.allow_trigger else "off for everyone",
         settings.audit_log,
@@ -206,12 +214,40 @@ def _serve_with(args: list[str], environ: dict[str, str]) -> int:
         print(f"mcp-ci-tools: configuration error: {error}", file=sys.stderr)
         return 2
     _configure_logging()
-    from mcp_ci_tools.server import build_server, repair_audit_log  # late: --help and config errors stay fast
+    from mcp_ci_tools.observe import start_tracing
+    from mcp_ci_tools.server import repair_audit_log  # late: --help and config errors stay fast
 
-    repair_audit_log(settings.audit_log)
-    if settings.transport != "stdio":
-        return _serve_http(settings)
-    server = build_server(settings)
+    tracing = start_tracing(environ)
+    try:
+        repair_audit_log(settings.audit_log)
+        if settings.transport != "stdio":
+            return _serve_http(settings)
+        return _serve_stdio(settings)
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # flushes the spans not yet exported
+
+
+def _serve_stdio(settings: Settings) -> int:
+    from mcp_ci_tools.observe import Metrics, MetricsServer, serve_metrics
+    from mcp_ci_tools.server import build_server
+
+    metrics = Metrics()
+    server = build_server(settings, metrics=metrics)
+    exporter: MetricsServer | None = None
+    if settings.metrics_port is not None:
+        token = None if settings.metrics_token is None else settings.metrics_token.get_secret_value()
+        try:
+            exporter = serve_metrics(metrics, settings.metrics_host, settings.metrics_port, token=token)
+        except OSError as error:
+            variable = "MCP_CI_METRICS_PORT" if error.errno == errno.EADDRINUSE else "MCP_CI_METRICS_HOST"
+            print(
+                f"mcp-ci-tools: configuration error: {variable}: cannot listen on "
+                f"{settings.metrics_host}:{settings.metrics_port}: {error.strerror or error}",
+                file=sys.stderr,
+            )
+            return 2
+        log.info("metrics at http://%s:%d/metrics", settings.metrics_host, exporter.port)
     _start_up_done()
     log.info(
         "serving MCP over stdio for %s with token %s (trigger %s, audit log %s)",
@@ -220,7 +256,11 @@ def _serve_with(args: list[str], environ: dict[str, str]) -> int:
         "allowed" if settings.allow_trigger else "not allowed",
         settings.audit_log,
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        if exporter is not None:
+            exporter.close()
     return 0
 
 

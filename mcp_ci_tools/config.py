@@ -206,6 +206,18 @@ class Settings(BaseSettings):
         le=86400,
         description="seconds a wait_for_build task (MCP Tasks) lives, its result included",
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="if set, /metrics requires 'Authorization: Bearer <this>'; unset: /metrics is open",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="stdio only: serve /metrics on this port (off by default; the HTTP transports serve "
+        "/metrics on MCP_CI_PORT)",
+    )
+    metrics_host: str = Field("127.0.0.1", description="stdio only: bind address of --metrics-port")
 
     @classmethod
     def settings_customise_sources(
@@ -328,6 +340,15 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if len(secret) < 16 or not all(33 <= ord(character) <= 126 for character in secret):
+                raise ValueError("must be at least 16 printable ASCII characters without spaces")
+        return value
+
     @property
     def token_fingerprint(self) -> str:
         if self.token is None:
@@ -447,6 +468,17 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         raise ConfigError(
             variable["token"],
             f"must not be set with --transport {transport}: it is for stdio; HTTP callers send their own token",
+        )
+    if transport != "stdio" and "metrics_port" in values:
+        raise ConfigError(
+            variable["metrics_port"],
+            f"is for stdio only: with --transport {transport}, /metrics is served on the HTTP port "
+            f"({variable['port']}) beside /healthz",
+        )
+    if transport == "stdio" and "metrics_token" in values and "metrics_port" not in values:
+        raise ConfigError(
+            variable["metrics_token"],
+            f"has no effect over stdio without {variable['metrics_port']} (nothing serves /metrics)",
         )
     try:
         return Settings.model_validate(values)

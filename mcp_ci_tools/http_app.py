@@ -1,9 +1,11 @@
-"""The HTTP transports: Streamable HTTP at /mcp, SSE at /sse, both at once, /healthz, graceful shutdown.
+"""The HTTP transports: Streamable HTTP at /mcp, SSE at /sse, both at once, /healthz, /readyz, /metrics,
+graceful shutdown.
 
 Every MCP request must carry the caller's own InfraBox token (`Authorization: Bearer ib_mcp_...`); the SDK's
 auth middleware answers 401 otherwise, before any MCP handling, and binds each session to the token that
 opened it. Host and Origin are always checked against an explicit allow-list; browsers on an allowed
-origin get CORS (`cors.py`), preflights answered before the token check.
+origin get CORS (`cors.py`), preflights answered before the token check. /metrics is outside the MCP auth:
+open, or behind its own bearer token (`MCP_CI_METRICS_TOKEN`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ from mcp_ci_tools.config import Settings
 from mcp_ci_tools.cors import Cors, OriginAllowList
 from mcp_ci_tools.http_conn import guarded_protocol
 from mcp_ci_tools.http_guard import CallerGuard
+from mcp_ci_tools.http_sessions import TokenSessions
 from mcp_ci_tools.inflight import InFlight
-from mcp_ci_tools.server import rejected_tokens
+from mcp_ci_tools.observe import CONTENT_TYPE, bearer_matches
+from mcp_ci_tools.server import metrics_of, rejected_tokens
 
 __all__ = [
     "LOOPBACK_HOSTS",
     "LOOPBACK_ORIGINS",
+    "METRICS_PATH",
     "Gate",
     "build_http_app",
     "http_stack",
@@ -49,6 +54,9 @@ log = logging.getLogger("mcp_ci_tools.http")
 LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
 LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 MCP_PATH, SSE_PATH, MESSAGE_PATH = "/mcp", "/sse", "/messages/"
+METRICS_PATH = "/metrics"
+# Answered while draining too: probes and the last scrape must still see the replica.
+_NEVER_DRAINED = ("/healthz", METRICS_PATH)
 _KEEP_ALIVE_S = 5.0  # an idle kept-alive connection is closed after this (uvicorn's default, made explicit)
 _MAX_HEAD_BYTES = 16 * 1024  # a request line and headers larger than this get 400 (h11's default, explicit)
 # uvicorn answers 503 to new requests beyond limit_concurrency connections or tasks. Idle connections are
@@ -76,7 +84,7 @@ class Gate:
         self.streams = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz":
+        if scope["type"] != "http" or scope["path"] in _NEVER_DRAINED:
             await self.app(scope, receive, send)
             return
         if self.draining:
@@ -113,8 +121,21 @@ def build_http_app(
         ready = readiness is None or await readiness()
         return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
 
+    metrics = metrics_of(server)
+    metrics_token = None if settings.metrics_token is None else settings.metrics_token.get_secret_value()
+
+    async def metrics_page(request: Request) -> Response:
+        if not bearer_matches(request.headers.get("authorization"), metrics_token):
+            return PlainTextResponse(
+                "metrics require 'Authorization: Bearer <MCP_CI_METRICS_TOKEN>'",
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+        return Response(metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
     server.custom_route("/healthz", methods=["GET"])(healthz)
     server.custom_route("/readyz", methods=["GET"])(readyz)
+    server.custom_route(METRICS_PATH, methods=["GET"])(metrics_page)
     security = security_settings(settings)
     sse_options: dict[str, Any] = {
         "sse_path": SSE_PATH,
@@ -147,9 +168,17 @@ def build_http_app(
 
 
 def _guarded(app: Starlette, server: MCPServer, settings: Settings, *, streamable: bool) -> Starlette:
+    guards: list[TokenSessions] = []
+
+    def guard(inner: ASGIApp, **options: Any) -> CallerGuard:
+        made = CallerGuard(inner, **options)
+        guards.append(made.sessions)  # Starlette builds the middleware at the first request
+        return made
+
+    metrics_of(server).track_sessions(lambda: sum(sessions.total() for sessions in guards[-1:]))
     # Outermost of the app's middleware: before the SDK's authentication reads the Authorization header.
     app.add_middleware(
-        CallerGuard,
+        guard,  # type: ignore[arg-type]  # any callable(app, **options) is a middleware factory
         rejected=rejected_tokens(server),
         sessions=server.session_manager if streamable else None,
         max_per_token=settings.max_sessions_per_token,

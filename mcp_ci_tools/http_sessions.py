@@ -44,6 +44,11 @@ class TokenSessions:
         """Streamable HTTP sessions, SSE streams and session-opening requests of the caller `key` here."""
         return len(self._streamable_of(key)) + len(self._streams.get(key, ())) + self._opening[key]
 
+    def total(self) -> int:
+        """Every Streamable HTTP session and SSE stream open on this replica, whoever opened it."""
+        streamable = 0 if self.streamable is None else len(self.streamable._server_instances)
+        return streamable + sum(len(streams) for streams in self._streams.values())
+
     def _streamable_of(self, key: str) -> list[str]:
         if self.streamable is None:
             return []

@@ -1,12 +1,22 @@
-"""Counting tool calls in progress, so a graceful shutdown can wait for them to finish."""
+"""Server middleware that watches every MCP message: how many tool calls are in progress (so a graceful
+shutdown can wait for them to finish), and how long each operation took (for metrics)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+import anyio
+from mcp import MCPError
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult
+from pydantic import ValidationError
 
-__all__ = ["InFlight"]
+__all__ = ["InFlight", "OperationTimer", "OperationTimes"]
+
+# method, tool name (tools/call only), error type ("" on success), seconds
+OperationTimes = Callable[[str, str | None, str, float], None]
 
 
 class InFlight(ServerMiddleware[Any]):
@@ -27,3 +37,46 @@ class InFlight(ServerMiddleware[Any]):
             return await call_next(ctx)
         finally:
             self.count -= 1
+
+
+class OperationTimer(ServerMiddleware[Any]):
+    """Server middleware: tells `record` the duration of every request and notification handled, with the
+    MCP semantic conventions' `error.type`: `tool_error` for a tool result with isError, the JSON-RPC error
+    code of a protocol error (as the SDK's own OpenTelemetry middleware sets it), `cancelled`, or ""."""
+
+    def __init__(self, record: OperationTimes) -> None:
+        self._record = record
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        started = time.perf_counter()
+        error_type = ""
+        try:
+            result = await call_next(ctx)
+            if ctx.method == "tools/call" and _is_tool_error(result):
+                error_type = "tool_error"
+        except MCPError as error:
+            error_type = str(error.error.code)
+            raise
+        except ValidationError:
+            error_type = str(INVALID_PARAMS)
+            raise
+        except anyio.get_cancelled_exc_class():
+            error_type = "cancelled"
+            raise
+        except Exception:
+            error_type = str(INTERNAL_ERROR)  # what the client receives for an unexpected failure
+            raise
+        finally:
+            name = ctx.params.get("name") if ctx.method == "tools/call" and ctx.params else None
+            self._record(
+                ctx.method, name if isinstance(name, str) else None, error_type, time.perf_counter() - started
+            )
+        return result
+
+
+def _is_tool_error(result: object) -> bool:
+    # The shapes the SDK's own OpenTelemetry middleware counts: the model, or a dict with the wire alias.
+    match result:
+        case CallToolResult(is_error=True) | {"isError": True}:
+            return True
+    return False

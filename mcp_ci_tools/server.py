@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,13 +19,22 @@ from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
 from mcp_ci_tools import __version__
-from mcp_ci_tools.audit import STDOUT, AuditLog, AuditSink, JsonlFileSink, StdoutSink, UnsafeAuditFile
+from mcp_ci_tools.audit import (
+    STDOUT,
+    AuditLog,
+    AuditSink,
+    JsonlFileSink,
+    RecordObserver,
+    StdoutSink,
+    UnsafeAuditFile,
+)
 from mcp_ci_tools.client import InfraBoxClient
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
 from mcp_ci_tools.domain.tokens import fingerprint, is_token, token_hash
 from mcp_ci_tools.guards import Dedupe, Lineage, ProjectScope, RestartGuard
-from mcp_ci_tools.inflight import InFlight
+from mcp_ci_tools.inflight import InFlight, OperationTimer
+from mcp_ci_tools.observe import InfraBoxRequests, Metrics, current_trace_id
 from mcp_ci_tools.policy import (
     WINDOW_SECONDS,
     Budget,
@@ -50,6 +59,7 @@ __all__ = [
     "audit_sink_for",
     "build_deps",
     "build_server",
+    "metrics_of",
     "rejected_tokens",
     "repair_audit_log",
 ]
@@ -157,8 +167,11 @@ def build_deps(
     sleep: Sleep = anyio.sleep,
     new_request_id: Callable[[], str] = _new_request_id,
     rejected: RejectedTokens | None = None,
+    audit_observers: Sequence[RecordObserver] = (),
 ) -> Deps:
-    """Everything the tools need, built from `settings` around the given client, state store and sink."""
+    """Everything the tools need, built from `settings` around the given client, state store and sink.
+
+    Every audit record carries the current trace id, and `audit_observers` (metrics) see each one."""
     shared_storage = lambda: state.storage  # noqa: E731 - read when the first budget check runs
     timeout = settings.state_timeout * 4 if state.shared else None
 
@@ -190,7 +203,7 @@ def build_deps(
             # Triggers never fall back to a per-process budget; reads may, since they change nothing.
             fallback=read_budgets(None, None) if state.shared else None,
         ),
-        audit=AuditLog(audit_sink, clock=clock),
+        audit=AuditLog(audit_sink, clock=clock, trace_id=current_trace_id, observers=audit_observers),
         infrabox_url=settings.infrabox_url,
         clock=clock,
         sleep=sleep,
@@ -255,28 +268,44 @@ def build_server(
     state: State | None = None,
     new_request_id: Callable[[], str] = _new_request_id,
     inflight: InFlight | None = None,
+    metrics: Metrics | None = None,
 ) -> MCPServer:
     """An `MCPServer` with every tool registered; each dependency can be replaced (tests, other transports).
 
     With a token in `settings` (stdio) every call uses it. Without one (HTTP transports) every request must
     authenticate with the caller's own token, and that token is used for that caller's calls only.
+    `metrics` (by default a new, empty registry) is fed by every layer; `metrics_of(server)` returns it.
+    A `state` given here was opened by the caller, who passes `metrics.state_store_error` to it.
     """
+    metrics = metrics or Metrics()
     client = InfraBoxClient(
-        settings.infrabox_url, timeout=settings.timeout, transport=transport, sleep=sleep, clock=clock
+        settings.infrabox_url,
+        timeout=settings.timeout,
+        transport=transport,
+        sleep=sleep,
+        clock=clock,
+        observer=InfraBoxRequests(metrics),
     )
     if state is None:
         state = open_state(
-            settings.state_url, prefix=settings.state_prefix, timeout=settings.state_timeout, clock=clock
+            settings.state_url,
+            prefix=settings.state_prefix,
+            timeout=settings.state_timeout,
+            clock=clock,
+            on_error=metrics.state_store_error,
         )
     deps = build_deps(
         settings,
         client=client,
         state=state,
-        audit_sink=audit_sink or audit_sink_for(settings.audit_log),
+        audit_sink=metrics.counted(audit_sink or audit_sink_for(settings.audit_log)),
         clock=clock,
         sleep=sleep,
         new_request_id=new_request_id,
+        audit_observers=[metrics.observe_record],
     )
+    inflight = inflight or InFlight()
+    metrics.track_inflight(lambda: inflight.count)
     over_http = settings.token is None
     arguments = ArgumentCheck(deps)
     tasks = TaskWaits(deps, state, ttl_s=settings.task_ttl)
@@ -286,7 +315,7 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=_shared_lifespan(client, state),
-        middleware=[inflight or InFlight(), CompactToolList()],
+        middleware=[OperationTimer(metrics.observe_operation), inflight, CompactToolList()],
         extensions=[arguments, tasks],
         token_verifier=InfraBoxTokenVerifier() if over_http else None,
         # InfraBox issues the tokens; there is no OAuth flow and no audience to check.
@@ -302,10 +331,17 @@ def build_server(
         arguments.learn(name, fn)
         tasks.learn(name, fn)
     _REJECTED[server] = deps.rejected
+    _METRICS[server] = metrics
     return server
 
 
 _REJECTED: weakref.WeakKeyDictionary[MCPServer, RejectedTokens] = weakref.WeakKeyDictionary()
+_METRICS: weakref.WeakKeyDictionary[MCPServer, Metrics] = weakref.WeakKeyDictionary()
+
+
+def metrics_of(server: MCPServer) -> Metrics:
+    """The metrics `build_server` feeds for this server: `/metrics` serves them."""
+    return _METRICS[server]
 
 
 def rejected_tokens(server: MCPServer) -> RejectedTokens:

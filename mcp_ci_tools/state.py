@@ -4,7 +4,9 @@
 - `RedisState`: in Redis, shared by every replica. Budgets use `limits`' moving window (one Lua script per
   hit, atomic across replicas); other records are plain keys with a TTL. Keys hold token fingerprints,
   never tokens, under one prefix. Every call is bounded by a timeout and never retried by the client (a
-  retried budget script may already have counted); a failure raises `StateUnavailable`.
+  retried budget script may already have counted); a failure raises `StateUnavailable`, after telling
+  `on_error` which operation failed (for metrics; budget checks call `limits` directly and are not seen here,
+  their failures refuse the call with the audit reason `state_unavailable`).
 
 A store can lose its data (Redis restarted without persistence, a failover to an empty replica). Then
 every budget it kept is gone, and InfraBox could receive more trigger requests in a minute than it
@@ -32,9 +34,16 @@ if TYPE_CHECKING:
     from limits.aio.storage import Storage
     from redis.asyncio import Redis, RedisCluster
 
-__all__ = ["MemoryState", "RedisState", "State", "StateUnavailable", "open_state"]
+__all__ = ["MemoryState", "RedisState", "State", "StateErrorObserver", "StateUnavailable", "open_state"]
 
 log = logging.getLogger("mcp_ci_tools.state")
+
+# Told the operation ("get", "set", "delete", "continuity", "ping", "start") whose Redis call failed.
+StateErrorObserver = Callable[[str], None]
+
+
+def _ignore(operation: str) -> None:
+    return None
 
 
 class StateUnavailable(Exception):
@@ -123,7 +132,15 @@ class MemoryState(State):
 class RedisState(State):
     shared = True
 
-    def __init__(self, url: str, *, prefix: str, timeout: float, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        timeout: float,
+        clock: Clock = time.time,
+        on_error: StateErrorObserver = _ignore,
+    ) -> None:
         from limits.aio.storage import RedisStorage
         from limits.aio.storage.redis.redispy import RedispyBridge
         from limits.storage import storage_from_string
@@ -135,6 +152,7 @@ class RedisState(State):
         self._prefix = prefix
         self._timeout = timeout
         self._clock = clock
+        self._on_error = on_error
         self._epoch: str | None = None  # the store's epoch as this replica last saw it
         options: dict[str, Any] = {
             "implementation": "redispy",
@@ -161,13 +179,14 @@ class RedisState(State):
     def _key(self, key: str) -> str:
         return self._prefix + key
 
-    async def _call(self, operation: Callable[[], Any]) -> Any:
+    async def _call(self, operation: Callable[[], Any], *, what: str) -> Any:
         from limits.errors import StorageError
 
         try:
             with anyio.fail_after(self._timeout * 4):
                 return await operation()
         except (TimeoutError, OSError, StorageError, self._redis_errors()) as error:
+            self._on_error(what)
             raise StateUnavailable(f"{mask(self.url)}: {type(error).__name__}") from error
 
     @staticmethod
@@ -177,27 +196,28 @@ class RedisState(State):
         return RedisError
 
     async def get(self, key: str) -> str | None:
-        value = await self._call(lambda: self._redis.get(self._key(key)))
+        value = await self._call(lambda: self._redis.get(self._key(key)), what="get")
         return value.decode() if isinstance(value, bytes) else value
 
     async def set(self, key: str, value: str, ttl_s: float, *, only_if_absent: bool = False) -> bool:
         milliseconds = max(1, int(ttl_s * 1000))
         done = await self._call(
-            lambda: self._redis.set(self._key(key), value, px=milliseconds, nx=only_if_absent)
+            lambda: self._redis.set(self._key(key), value, px=milliseconds, nx=only_if_absent), what="set"
         )
         return bool(done)
 
     async def delete(self, key: str) -> None:
-        await self._call(lambda: self._redis.delete(self._key(key)))
+        await self._call(lambda: self._redis.delete(self._key(key)), what="delete")
 
     async def continuity(self, window_s: float) -> float | None:
         epoch_key, until_key = self._key(_EPOCH), self._key(_RESET_UNTIL)
         epoch, until = (
-            _text(value) for value in await self._call(lambda: self._redis.mget(epoch_key, until_key))
+            _text(value)
+            for value in await self._call(lambda: self._redis.mget(epoch_key, until_key), what="continuity")
         )
         if epoch is None or epoch != self._epoch:
             lost = self._epoch is not None  # seen before, now gone or replaced: the data went with it
-            self._epoch = await self._claim_epoch()
+            self._epoch = await self._claim_epoch("continuity")
             if lost:
                 until = await self._record_reset(window_s)
         if until is None:
@@ -208,28 +228,30 @@ class RedisState(State):
             refused_until = self._clock() + window_s
         return refused_until if refused_until > self._clock() else None
 
-    async def _claim_epoch(self) -> str | None:
+    async def _claim_epoch(self, what: str) -> str | None:
         key = self._key(_EPOCH)
-        await self._call(lambda: self._redis.set(key, uuid.uuid4().hex, nx=True))
-        return _text(await self._call(lambda: self._redis.get(key)))
+        await self._call(lambda: self._redis.set(key, uuid.uuid4().hex, nx=True), what=what)
+        return _text(await self._call(lambda: self._redis.get(key), what=what))
 
     async def _record_reset(self, window_s: float) -> str | None:
         key = self._key(_RESET_UNTIL)
         until = self._clock() + window_s
         milliseconds = max(1, int(window_s * 1000))
         # The first replica to notice sets it; the others read its value, so all wait until the same time.
-        await self._call(lambda: self._redis.set(key, repr(until), px=milliseconds, nx=True))
+        await self._call(
+            lambda: self._redis.set(key, repr(until), px=milliseconds, nx=True), what="continuity"
+        )
         log.warning(
             "state store %s lost its data (restarted empty or failed over): trigger calls are refused for %.0f s "
             "so that no budget can be exceeded; enable persistence (see deploy/)",
             mask(self.url),
             window_s,
         )
-        return _text(await self._call(lambda: self._redis.get(key)))
+        return _text(await self._call(lambda: self._redis.get(key), what="continuity"))
 
     async def ready(self) -> bool:
         try:
-            return bool(await self._call(lambda: self._redis.ping()))
+            return bool(await self._call(lambda: self._redis.ping(), what="ping"))
         except StateUnavailable:
             return False
 
@@ -240,9 +262,11 @@ class RedisState(State):
         try:
             limiter = MovingWindowRateLimiter(self.storage)
             warmup = RateLimitItemPerMinute(1_000_000)
-            await self._call(lambda: limiter.hit(warmup, "warmup", "replica"))  # loads the scripts
-            await self._call(lambda: limiter.get_window_stats(warmup, "warmup", "replica"))
-            self._epoch = await self._claim_epoch()
+            await self._call(
+                lambda: limiter.hit(warmup, "warmup", "replica"), what="start"
+            )  # loads the scripts
+            await self._call(lambda: limiter.get_window_stats(warmup, "warmup", "replica"), what="start")
+            self._epoch = await self._claim_epoch("start")
             log.info("state store %s ready", mask(self.url))
         except StateUnavailable as error:
             log.warning(
@@ -259,11 +283,18 @@ class RedisState(State):
             log.debug("closing the state store connection failed", exc_info=True)
 
 
-def open_state(url: str | None, *, prefix: str, timeout: float, clock: Clock = time.time) -> State:
-    """The state store for `url` (None: in memory)."""
+def open_state(
+    url: str | None,
+    *,
+    prefix: str,
+    timeout: float,
+    clock: Clock = time.time,
+    on_error: StateErrorObserver = _ignore,
+) -> State:
+    """The state store for `url` (None: in memory); `on_error` hears of each failed Redis operation."""
     if not url:
         return MemoryState(clock=clock)
-    return RedisState(url, prefix=prefix, timeout=timeout, clock=clock)
+    return RedisState(url, prefix=prefix, timeout=timeout, clock=clock, on_error=on_error)
 
 
 _EPOCH = "epoch"

@@ -39,10 +39,11 @@ PARTS: dict[str, tuple[str, ...]] = {
     "Config": ("mcp_ci_tools.config",),
     "Domain": ("mcp_ci_tools.domain.*", "mcp_ci_tools"),  # the package itself holds only the version
     "Sandbox": ("mcp_ci_tools.sandbox.*",),
+    "Observe": ("mcp_ci_tools.observe.*",),
 }
 # part: the other parts it may import (imports within a part are always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
-    "Entry": frozenset({"Tools", "Policy", "Client", "Audit", "Config", "Domain", "Sandbox"}),
+    "Entry": frozenset({"Tools", "Policy", "Client", "Audit", "Config", "Domain", "Sandbox", "Observe"}),
     "Tools": frozenset({"Policy", "Client", "Audit", "Domain"}),
     "Policy": frozenset({"Domain"}),
     "Client": frozenset({"Domain"}),
@@ -50,6 +51,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Config": frozenset({"Domain"}),
     "Domain": frozenset(),
     "Sandbox": frozenset(),
+    # Metrics and traces: fed through seams (audit observers, the client's RequestObserver), importing neither.
+    "Observe": frozenset({"Audit", "Domain"}),
 }
 # Only these parts speak MCP (import the `mcp` SDK).
 SPEAKS_MCP = frozenset({"Entry", "Tools"})
@@ -182,6 +185,11 @@ def test_every_declared_module_exists() -> None:
         ({"mcp_ci_tools.tools._read": {"mcp_ci_tools.tools.builds"}}, "never a tool module"),
         ({"mcp_ci_tools.server": {"mcp_ci_tools.sandbox"}}, "start the sandbox"),
         ({"mcp_ci_tools.audit": {"mcp.server"}}, "Audit must not speak MCP"),
+        (
+            {"mcp_ci_tools.observe.metrics": {"mcp_ci_tools.client"}},
+            "Observe → Client is not an allowed arrow",
+        ),
+        ({"mcp_ci_tools.observe.tracing": {"mcp.server"}}, "Observe must not speak MCP"),
         ({"mcp_ci_tools.newthing": set()}, "mcp_ci_tools.newthing belongs to no part"),
     ],
 )

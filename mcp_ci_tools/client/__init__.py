@@ -14,7 +14,7 @@ The package is split the way httpx is: `_errors` (this tree), `_models` (what In
 `_transport` (the pool, retries, the one way an answer is read: streamed, within the whole-response deadline
 `timeout`, at most a byte cap per endpoint; and the only translation of httpx errors and status codes: a
 write is retried only when it was certainly not sent) and `_client` (`InfraBoxClient`, one method per
-endpoint).
+endpoint). `_observe` is the seam metrics and traces watch every attempt through (`RequestObserver`).
 httpx and tenacity load on the first request, not on import. The pool opens on that first request; after
 `aclose()` every request raises RuntimeError until `open()`.
 """
@@ -45,13 +45,16 @@ from mcp_ci_tools.client._models import (
     TestRun,
     WriteAnswer,
 )
+from mcp_ci_tools.client._observe import NO_OBSERVER, Attempt, RequestObserver, RequestTarget
 from mcp_ci_tools.client._transport import ERROR_BYTES, LIST_BYTES, LOG_BYTES, ONE_OBJECT_BYTES
 
 __all__ = [
     "ERROR_BYTES",
     "LIST_BYTES",
     "LOG_BYTES",
+    "NO_OBSERVER",
     "ONE_OBJECT_BYTES",
+    "Attempt",
     "Build",
     "BuildAborted",
     "BuildRestarted",
@@ -70,6 +73,8 @@ __all__ = [
     "Page",
     "Project",
     "RateLimited",
+    "RequestObserver",
+    "RequestTarget",
     "TestRun",
     "TokenRejected",
     "UpstreamBroken",

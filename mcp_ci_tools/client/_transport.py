@@ -44,6 +44,7 @@ from mcp_ci_tools.client._errors import (
     UpstreamBroken,
 )
 from mcp_ci_tools.client._models import _clean_text, _decode_json, _NotJson
+from mcp_ci_tools.client._observe import Attempt, RequestObserver, RequestTarget
 from mcp_ci_tools.domain.timestamps import Clock, Sleep
 
 __all__ = ["ERROR_BYTES", "LIST_BYTES", "LOG_BYTES", "ONE_OBJECT_BYTES"]
@@ -130,6 +131,8 @@ class _Pool:
         method: str,
         url: str,
         *,
+        target: RequestTarget,
+        observer: RequestObserver,
         token: str,
         request_id: str,
         write: bool,
@@ -143,6 +146,7 @@ class _Pool:
 
         A read's 2xx body is complete or the call fails. A write's 2xx answer is returned even when its body
         could not be read (`unread` says why): the status proves the write happened.
+        Each attempt runs inside `observer.attempt(...)`, with the headers it adds (never over our own).
         """
         from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
@@ -157,6 +161,8 @@ class _Pool:
                 "Accept-Encoding": "gzip, deflate",  # only what `_Decoder` reads within the cap
             },
         )
+        own_headers = {name.lower() for name in request.headers}
+        attempts = 0
         with _translate_transport_errors(request_id=request_id, write=write, timeout=self._timeout):
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_certainly_not_sent() if write else _read_retryable()),
@@ -166,9 +172,18 @@ class _Pool:
                 before_sleep=_log_retry,
                 reraise=True,
             ):
-                with attempt:
+                attempts += 1
+                watched = Attempt(target, attempts)
+                with attempt, observer.attempt(watched):
+                    request.headers.update(
+                        {
+                            name: value
+                            for name, value in watched.headers.items()
+                            if name.lower() not in own_headers
+                        }
+                    )
                     answer = await _read_answer(
-                        client, request, deadline_s=self._timeout, cap=cap, write=write
+                        client, request, deadline_s=self._timeout, cap=cap, write=write, attempt=watched
                     )
                     if not write and answer.status_code in _READ_RETRY_STATUSES:
                         _raise_retryable_status(answer, request_id=request_id, now=clock())
@@ -190,7 +205,13 @@ class _Pool:
 
 
 async def _read_answer(
-    client: httpx.AsyncClient, request: httpx.Request, *, deadline_s: float, cap: int, write: bool
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    deadline_s: float,
+    cap: int,
+    write: bool,
+    attempt: Attempt,
 ) -> _Answer:
     """Send `request` and read its answer: at most `cap` decoded bytes (`ERROR_BYTES` for a non-2xx
     status), all within `deadline_s` seconds.
@@ -204,7 +225,7 @@ async def _read_answer(
     try:
         with anyio.fail_after(deadline_s):
             response = await client.send(request, stream=True)
-            code = status = response.status_code
+            code = status = attempt.status = response.status_code
             headers = response.headers
             try:
                 limit = cap if 200 <= code < 300 else ERROR_BYTES

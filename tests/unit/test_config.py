@@ -276,6 +276,15 @@ SETTINGS = [
     ("confirm", "MCP_CI_CONFIRM", "--confirm", "abort_job,rerun_job", ("abort_job", "rerun_job")),
     ("max_wait", "MCP_CI_MAX_WAIT", "--max-wait", "600", 600),
     ("task_ttl", "MCP_CI_TASK_TTL", "--task-ttl", "600", 600),
+    (
+        "metrics_token",
+        "MCP_CI_METRICS_TOKEN",
+        "--metrics-token",
+        "scrape-0123456789abcdef",
+        SecretStr("scrape-0123456789abcdef"),
+    ),
+    ("metrics_port", "MCP_CI_METRICS_PORT", "--metrics-port", "9100", 9100),
+    ("metrics_host", "MCP_CI_METRICS_HOST", "--metrics-host", "0.0.0.0", "0.0.0.0"),
 ]
 # Over HTTP no token is needed, so every row but the token's can be set alone.
 HTTP_ENV = {"INFRABOX_URL": "https://infrabox.example.com", "MCP_CI_TRANSPORT": "http", "HOME": "/home/agent"}
@@ -294,6 +303,8 @@ def test_each_setting_is_read_from_its_variable_and_its_flag(
     field: str, variable: str, flag: str, raw: str | None, expected: object
 ) -> None:
     base = STDIO_ENV if field == "token" else HTTP_ENV
+    if field == "metrics_port":  # stdio only: over HTTP /metrics is on the main port
+        base = {**STDIO_ENV, "INFRABOX_MCP_TOKEN": TOKEN}
     from_variable = load_settings([], {**base, variable: raw or "true"})
     from_flag = load_settings([flag] if raw is None else [flag, raw], base)
 
