@@ -14,8 +14,10 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TextIO
@@ -307,6 +309,30 @@ async def _no_permission_session(s: _Session) -> None:
     _expect("answered earlier" in again, "the learned refusal was not applied locally")
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _print_metrics(port: int, out: TextIO) -> None:
+    """The server's /metrics after the session's calls: what an operator's Prometheus would scrape."""
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text: str = answer.read().decode()
+            return text
+
+    text = await anyio.to_thread.run_sync(scrape)
+    calls = [line for line in text.splitlines() if line.startswith("mcp_ci_tool_calls_total{")]
+    _expect(bool(calls), "/metrics counted no tool calls")
+    _expect(not any(t.token in text for t in SANDBOX_TOKENS.values()), "a token appears in /metrics")
+    print(f"\n$ curl -s http://127.0.0.1:{port}/metrics | grep mcp_ci_tool_calls_total", file=out)
+    for line in calls:
+        print(f"  {line}", file=out)
+
+
 def _print_audit(path: Path, out: TextIO) -> None:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     print(f"\nAudit log {path} ({len(records)} records), trigger calls:", file=out)
@@ -342,10 +368,16 @@ async def _run(out: TextIO, workdir: Path, errlog: TextIO) -> None:
         print(
             f"Sandbox InfraBox at {sandbox.url}; agent connects with the 'trigger' token (alice).", file=out
         )
-        alice = {**base, "INFRABOX_MCP_TOKEN": SANDBOX_TOKENS["trigger"].token}
+        metrics_port = _free_port()
+        alice = {
+            **base,
+            "INFRABOX_MCP_TOKEN": SANDBOX_TOKENS["trigger"].token,
+            "MCP_CI_METRICS_PORT": str(metrics_port),
+        }
         async with _server(alice, errlog) as client:
             session = _Session(client, out)
             await _agent_session(session)
+            await _print_metrics(metrics_port, out)
         assert session.followed_build is not None
         print(
             "\nThe agent's client now declares MCP Tasks: wait_for_build answers with a task to poll.",
