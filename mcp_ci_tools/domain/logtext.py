@@ -332,6 +332,7 @@ def _cut_inside_last_line(window: str, line_start: int, max_bytes: int) -> _Cut:
 # across the cut.
 _CUT_CONTEXT_BYTES = 16_384
 _CUT_TRIES = 24
+_SHRINK_TRIES = 12
 _SKIPPED_LINE = "[... {} bytes of this line left out: no place to cut it was safe for masking]"
 
 
@@ -357,28 +358,29 @@ def page(text: str, *, byte_offset: int, max_bytes: int, base: int = 0) -> LogPa
         start = line_start
     in_key = starts_in_key(text, _char_index(text, data, start))
     budget = max_bytes
-    while True:
-        end, skip_to = _page_end(data, start, budget)
-        if skip_to is not None:
-            shown = _SKIPPED_LINE.format(skip_to - start)
-            return LogPage(
-                shown, base + start, base + skip_to, total, len(shown), 0, start != asked, skip_to - start
-            )
+    for _ in range(_SHRINK_TRIES):
+        end = _page_end(data, start, budget)
+        if end is None:
+            break
         masked, secrets = mask_with_spans(terminal_safe(_decode(data[start:end])), starts_in_key=in_key)
         size = _utf8_len(masked)
         # Masking can make the text longer than the raw bytes ([MASKED:kind], control pictures): then less.
-        if size <= max_bytes or end - start <= 1:
-            break
+        if size <= max_bytes:
+            return LogPage(
+                text=masked,
+                start=base + start,
+                end=base + end,
+                total_bytes=total,
+                returned_bytes=size,
+                masked_secrets=len(secrets),
+                moved_back=start != asked,
+                skipped=0,
+            )
         budget = max(1, min(budget, end - start) - (size - max_bytes))
+    skip_to = _line_end(data, start)
+    shown = _SKIPPED_LINE.format(skip_to - start) + ("\n" if data[skip_to - 1 : skip_to] == b"\n" else "")
     return LogPage(
-        text=masked,
-        start=base + start,
-        end=base + end,
-        total_bytes=total,
-        returned_bytes=size,
-        masked_secrets=len(secrets),
-        moved_back=start != asked,
-        skipped=0,
+        shown, base + start, base + skip_to, total, _utf8_len(shown), 0, start != asked, skip_to - start
     )
 
 
@@ -447,23 +449,29 @@ def _safe_cut(data: bytes, position: int, line_start: int, line_end: int) -> boo
     return clean(left) + clean(right) == clean(left + right)
 
 
-def _page_end(data: bytes, start: int, budget: int) -> tuple[int, int | None]:
-    """Where a page from `start` of at most `budget` raw bytes ends; or (start, line end) when the line from
-    `start` is longer than the budget and no safe cut inside it was found."""
+def _page_end(data: bytes, start: int, budget: int) -> int | None:
+    """Where a page from `start` of about `budget` raw bytes ends: the last line end within the budget; else
+    (the line from `start` is longer) the last safe cut inside it within the budget, or the first one after
+    (a long secret masks short); None when there is none within `_CUT_CONTEXT_BYTES`."""
     limit = start + budget
     if limit >= len(data):
-        return len(data), None
+        return len(data)
     newline = data.rfind(b"\n", start, limit)
     if newline >= 0:
-        return newline + 1, None
+        return newline + 1
     line_start = data.rfind(b"\n", 0, start) + 1
     line_end = _line_end(data, limit)
     step = max(1, budget // _CUT_TRIES)
     for candidate in range(limit, start, -step):
         position = _char_start(data, candidate)
         if position > start and _safe_cut(data, position, line_start, line_end):
-            return position, None
-    return start, line_end
+            return position
+    reach = min(line_end, start + _CUT_CONTEXT_BYTES)
+    for candidate in range(limit + step, reach, step):
+        position = _char_start(data, candidate)
+        if _safe_cut(data, position, line_start, line_end):
+            return position
+    return line_end if line_end <= reach else None
 
 
 # --- grep ------------------------------------------------------------------------------------------
