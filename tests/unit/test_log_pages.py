@@ -125,7 +125,7 @@ def test_page_before_is_the_start_of_whole_lines_within_max_bytes_before_the_end
     for end in ends:
         before = logtext.page_before(LOG, end=end, max_bytes=2_000)
         assert before is not None and end - 2_000 <= before < end
-        assert before == 0 or data[before - 1 : before] == b"\n" or b"\n" not in data[before:end]
+        assert before == 0 or data[before - 1 : before] == b"\n" or b"\n" not in data[before : end - 1]
     assert logtext.page_before(LOG, end=0, max_bytes=2_000) is None
     assert logtext.page_before(LOG, end=1_500, max_bytes=2_000) == 0
 
