@@ -81,7 +81,7 @@ def test_an_offset_inside_a_line_where_a_cut_is_unsafe_moves_back_to_the_line_st
     got = logtext.page(text, byte_offset=inside, max_bytes=1_000)
 
     assert got.moved_back and got.start == len("first line\n")
-    assert got.text == f"second password=[MASKED:secret-assignment] end\n"
+    assert got.text == "second password=[MASKED:secret-assignment] end\n"
 
 
 def test_a_safe_offset_inside_a_line_is_kept() -> None:
