@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from mcp import MCPError
 from mcp.server import MCPServer
+from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
 from mcp_ci_tools.policy import InvalidId, parse_id
@@ -25,8 +27,10 @@ def _uuid(argument: str, value: str) -> str:
     try:
         return str(parse_id(argument, value))
     except InvalidId as error:
-        raise ValueError(
-            f"{argument} must be a UUID as list_projects or list_builds return it; got {error.shown_value}"
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{argument} must be a UUID; got {error.shown_value}. Use an id exactly as list_projects "
+            "or list_builds return it (completion/complete offers them).",
         ) from None
 
 
