@@ -14,7 +14,13 @@ import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import PromptReference, ResourceLink, ResourceTemplateReference, TextContent
+from mcp.types import (
+    PromptReference,
+    ResourceLink,
+    ResourceTemplateReference,
+    TextContent,
+    TextResourceContents,
+)
 
 from mcp_ci_tools.domain.masking import mask
 from mcp_ci_tools.domain.terminal import terminal_safe
@@ -89,12 +95,14 @@ async def test_logs_resources_and_prompts_against_the_sandbox(sandbox: SandboxHa
             linked = await client.call_tool("get_job_log", args)
             [link] = [item for item in linked.content if isinstance(item, ResourceLink)]
             [console] = (await client.read_resource(str(link.uri))).contents
+            assert isinstance(console, TextResourceContents)
             assert console.text.startswith("# Untrusted CI output")
             assert console.text.endswith(mask(terminal_safe(raw)))
 
             [summary] = (
                 await client.read_resource(f"infrabox://projects/{SEED.payments}/builds/{SEED.failed_build}")
             ).contents
+            assert isinstance(summary, TextResourceContents)
             assert f"infrabox://projects/{SEED.payments}/jobs/{SEED.failed_test_job}/console" in summary.text
 
             diagnosis = await call("diagnose_build", project_id=SEED.payments, build_id=SEED.failed_build)
