@@ -47,10 +47,15 @@ __all__ = [
     "UNTRUSTED_NOTICE",
     "GrepResult",
     "InvalidPattern",
+    "LogPage",
     "LogSlice",
+    "OffsetOutOfRange",
     "PatternTooSlow",
     "compile_pattern",
     "grep",
+    "line_start_bytes",
+    "page",
+    "page_before",
     "tail",
 ]
 
@@ -97,6 +102,37 @@ class PatternTooSlow(Exception):
         self.line_number = line_number
         self.seconds = seconds
         self.time_limit = time_limit
+
+
+class OffsetOutOfRange(ValueError):
+    """Raised by `page` when `byte_offset` lies outside the bytes of the log that are available."""
+
+    def __init__(self, byte_offset: int, first: int, total: int) -> None:
+        super().__init__(f"byte_offset {byte_offset} is outside the log's available bytes [{first}, {total}]")
+        self.byte_offset = byte_offset
+        self.first = first
+        self.total = total
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """The masked bytes [start, end) of a raw log, whole lines where they fit.
+
+    Offsets count UTF-8 bytes of the raw (unmasked) log, so pages are stable: reading on from `end`
+    continues exactly where this page stopped, and the texts of consecutive pages joined are the masked
+    whole log. `moved_back` says the asked offset was moved back to the start of its line (a cut there
+    could split a secret). `skipped` counts bytes of an over-long line left out because no place to cut
+    it was seen to be safe (then `text` ends with a marker saying so).
+    """
+
+    text: str
+    start: int
+    end: int
+    total_bytes: int
+    returned_bytes: int
+    masked_secrets: int
+    moved_back: bool
+    skipped: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +322,156 @@ def _cut_inside_last_line(window: str, line_start: int, max_bytes: int) -> _Cut:
     tail_chars = window[max(line_start, end - max_bytes) :]
     kept = _utf8_suffix(tail_chars, max_bytes)
     return _Cut(end - len(kept), 1 if kept else 0, mid_line=bool(kept), window_exhausted=False)
+
+
+# --- pages -----------------------------------------------------------------------------------------
+
+# A cut inside a line is used only where masking this many bytes on each side of it, cut and whole, gives
+# the same text: no secret, escape sequence or CRLF spans the cut. Between lines every cut is safe, because
+# escape sequences and secrets never span a line, except a private key's body, which `starts_in_key` carries
+# across the cut.
+_CUT_CONTEXT_BYTES = 16_384
+_CUT_TRIES = 24
+_SHRINK_TRIES = 12
+_SKIPPED_LINE = "[... {} bytes of this line left out: no place to cut it was safe for masking]"
+
+
+def page(text: str, *, byte_offset: int, max_bytes: int, base: int = 0) -> LogPage:
+    """The masked bytes of the raw log `text` from `byte_offset` on, at most `max_bytes` bytes of text.
+
+    `base` is where `text` starts in the whole log (a log the server sent only the end of); offsets are
+    offsets into the whole log. The page ends at a line end when a line fits; a line longer than
+    `max_bytes` is cut inside where the cut is safe for masking (see `_CUT_CONTEXT_BYTES`). An offset
+    inside a line where a cut is not safe is moved back to the line's start. Raises `OffsetOutOfRange`
+    when `byte_offset` is before `base` or after the log's end, and ValueError when `max_bytes` < 1.
+    """
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+    data = _encode(text)
+    total = base + len(data)
+    if not base <= byte_offset <= total:
+        raise OffsetOutOfRange(byte_offset, base, total)
+    asked = byte_offset - base
+    start = _char_start(data, asked)
+    line_start = data.rfind(b"\n", 0, start) + 1
+    if start != line_start and not _safe_cut(data, start, line_start, _line_end(data, start)):
+        start = line_start
+    in_key = starts_in_key(text, _char_index(text, data, start))
+    budget = max_bytes
+    for _ in range(_SHRINK_TRIES):
+        end = _page_end(data, start, budget)
+        if end is None:
+            break
+        masked, secrets = mask_with_spans(terminal_safe(_decode(data[start:end])), starts_in_key=in_key)
+        size = _utf8_len(masked)
+        # Masking can make the text longer than the raw bytes ([MASKED:kind], control pictures): then less.
+        if size <= max_bytes:
+            return LogPage(
+                text=masked,
+                start=base + start,
+                end=base + end,
+                total_bytes=total,
+                returned_bytes=size,
+                masked_secrets=len(secrets),
+                moved_back=start != asked,
+                skipped=0,
+            )
+        budget = max(1, min(budget, end - start) - (size - max_bytes))
+    skip_to = _line_end(data, start)
+    shown = _SKIPPED_LINE.format(skip_to - start) + ("\n" if data[skip_to - 1 : skip_to] == b"\n" else "")
+    return LogPage(
+        shown, base + start, base + skip_to, total, _utf8_len(shown), 0, start != asked, skip_to - start
+    )
+
+
+def page_before(text: str, *, end: int, max_bytes: int, base: int = 0) -> int | None:
+    """Where a page of at most `max_bytes` raw bytes of whole lines ending at `end` starts (None at the start).
+
+    When the line before `end` is longer than `max_bytes` alone, the offset falls inside it; `page` then
+    moves it to a safe cut or the line's start.
+    """
+    if end <= base:
+        return None
+    data = _encode(text)
+    local_end = min(end - base, len(data))
+    low = local_end - max(max_bytes, 1)
+    if low <= 0:
+        return base
+    newline = data.find(b"\n", low - 1, local_end - 1)
+    if newline < 0:
+        return base + _char_start(data, low)
+    return base + newline + 1
+
+
+def line_start_bytes(text: str, lines_from_end: int) -> int:
+    """The byte offset in `text` where its last `lines_from_end` lines start."""
+    data = _encode(text)
+    position = len(data) - 1 if data.endswith(b"\n") else len(data)
+    for _ in range(lines_from_end):
+        if position < 0:
+            break
+        position = data.rfind(b"\n", 0, position)
+    return max(position + 1, 0) if lines_from_end else len(data)
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("ascii") if text.isascii() else text.encode("utf-8", "surrogatepass")
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogatepass")
+
+
+def _char_start(data: bytes, position: int) -> int:
+    """`position` moved back to the first byte of its UTF-8 character."""
+    while 0 < position < len(data) and data[position] & 0xC0 == 0x80:
+        position -= 1
+    return position
+
+
+def _char_index(text: str, data: bytes, position: int) -> int:
+    return position if len(text) == len(data) else len(_decode(data[:position]))
+
+
+def _line_end(data: bytes, position: int) -> int:
+    newline = data.find(b"\n", position)
+    return len(data) if newline < 0 else newline + 1
+
+
+def _safe_cut(data: bytes, position: int, line_start: int, line_end: int) -> bool:
+    """Whether cutting the raw log at `position` (inside a line) leaves its masked text unchanged nearby."""
+    left = _decode(data[_char_start(data, max(line_start, position - _CUT_CONTEXT_BYTES)) : position])
+    right = _decode(data[position : _char_start(data, min(line_end, position + _CUT_CONTEXT_BYTES))])
+
+    def clean(piece: str) -> str:
+        return mask_with_spans(terminal_safe(piece), starts_in_key=False)[0]
+
+    return clean(left) + clean(right) == clean(left + right)
+
+
+def _page_end(data: bytes, start: int, budget: int) -> int | None:
+    """Where a page from `start` of about `budget` raw bytes ends: the last line end within the budget; else
+    (the line from `start` is longer) the last safe cut inside it within the budget, or the first one after
+    (a long secret masks short); None when there is none within `_CUT_CONTEXT_BYTES`."""
+    limit = start + budget
+    if limit >= len(data):
+        return len(data)
+    newline = data.rfind(b"\n", start, limit)
+    if newline >= 0:
+        return newline + 1
+    line_start = data.rfind(b"\n", 0, start) + 1
+    line_end = _line_end(data, limit)
+    step = max(1, budget // _CUT_TRIES)
+    for candidate in range(limit, start, -step):
+        position = _char_start(data, candidate)
+        if position > start and _safe_cut(data, position, line_start, line_end):
+            return position
+    reach = min(line_end, start + _CUT_CONTEXT_BYTES)
+    for candidate in range(limit + step, reach, step):
+        position = _char_start(data, candidate)
+        if _safe_cut(data, position, line_start, line_end):
+            return position
+    return line_end if line_end <= reach else None
 
 
 # --- grep ------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 
-from mcp_ci_tools.tools import builds, diagnosis, identity, jobs, logs, projects, wait
+from mcp_ci_tools.tools import builds, diagnosis, identity, jobs, logs, projects, prompts, resources, wait
 from mcp_ci_tools.tools._arguments import ArgumentCheck
 from mcp_ci_tools.tools._deps import Caller, Deps
 
@@ -51,6 +51,8 @@ def register_all(server: MCPServer, deps: Deps) -> dict[str, Callable[..., Any]]
         jobs.register_reads(host, deps)
         logs.register(host, deps)
         wait.register(host, deps)
+        resources.register(server, deps)
+        prompts.register(server, deps)
     if "trigger" in deps.toolsets:
         builds.register_triggers(host, deps)
         jobs.register_triggers(host, deps)

@@ -23,7 +23,7 @@ from mcp_ci_tools.client import (
     TokenRejected,
     UpstreamBroken,
 )
-from mcp_ci_tools.domain.logtext import PatternTooSlow
+from mcp_ci_tools.domain.logtext import OffsetOutOfRange, PatternTooSlow
 from mcp_ci_tools.domain.masking import mask
 from mcp_ci_tools.domain.terminal import terminal_safe
 from mcp_ci_tools.domain.timestamps import rfc3339
@@ -72,6 +72,8 @@ def audit_reason(error: Exception) -> str:
         return "audit_unavailable"
     if isinstance(error, PatternTooSlow):
         return "grep_too_slow"
+    if isinstance(error, OffsetOutOfRange):
+        return "offset_out_of_range"
     if isinstance(error, Forbidden):
         return error.kind
     names = {
@@ -116,6 +118,12 @@ def _message(error: Exception, t: Target) -> str:
                 f"{error}, so it was stopped. Simplify it: avoid nested repeats such as (a+)+ and alternatives "
                 "that overlap such as (a|a)*, or use a plain substring, then call get_job_log again. The log was "
                 "read from InfraBox; nothing was changed."
+            )
+        case OffsetOutOfRange():
+            return (
+                f"byte_offset {error.byte_offset} is outside the log: InfraBox has its bytes {error.first} to "
+                f"{error.total} now. Nothing was changed. Use get_job_log with a byte_offset from {error.first} "
+                f"to {error.total} (next_offset and prev_offset of a result), or without it for the end."
             )
         case InvalidArgument():
             return f"{error.argument}: {error.problem}. Nothing was sent to InfraBox; check the value and call again."

@@ -16,7 +16,7 @@ from mcp.types import ToolAnnotations
 
 from mcp_ci_tools.audit import AuditRecord, Decision, Outcome
 from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job, Page, TokenRejected
-from mcp_ci_tools.domain.logtext import PatternTooSlow
+from mcp_ci_tools.domain.logtext import OffsetOutOfRange, PatternTooSlow
 from mcp_ci_tools.policy import PolicyDenied, parse_id
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
@@ -168,7 +168,7 @@ async def run_read(
             await deps.rejected.remember(caller.key)
         audit("allowed", "error", reason=audit_reason(error), http_status=error.status)
         raise to_tool_error(error, target) from None
-    except PatternTooSlow as refused:  # a grep refused once it was seen to be too slow on the fetched log
+    except (PatternTooSlow, OffsetOutOfRange) as refused:  # refused once the fetched log was seen
         audit("allowed", "denied", reason=audit_reason(refused))
         raise to_tool_error(refused, target) from None
     audit("allowed", "success", http_status=200, summary=detail(result) if detail else None)

@@ -17,6 +17,7 @@ from mcp_ci_tools.tools._findings import (
     ProblemJob,
     TestView,
     bounded_log,
+    console_uri,
     summarize,
     test_views,
 )
@@ -146,6 +147,7 @@ def register(server: ToolHost, deps: Deps) -> None:
                         failed_tests_total=failed_total,
                         log_tail=tail_text,
                         log_note=note,
+                        log_resource=console_uri(project_id, job.id),
                     )
                 )
             shown_problems = fit(problem_views, MAX_OUTPUT_BYTES * 6 // 10)

@@ -24,7 +24,7 @@ async def test_an_unknown_argument_is_refused_naming_the_ones_the_tool_takes(
 
     assert result.is_error
     assert text_of(result) == (
-        "Error executing tool get_job_log: pattern: not an argument of get_job_log; it takes grep, job_id, "
+        "Error executing tool get_job_log: pattern: not an argument of get_job_log; it takes byte_offset, grep, job_id, "
         "max_bytes, project_id, tail_lines. Nothing was sent to InfraBox; check the value and call again."
     )
     assert not log.called

@@ -9,7 +9,7 @@ import pytest
 
 from mcp_ci_tools import client, guards, policy
 from mcp_ci_tools.audit import AuditUnavailable
-from mcp_ci_tools.domain.logtext import PatternTooSlow
+from mcp_ci_tools.domain.logtext import OffsetOutOfRange, PatternTooSlow
 from mcp_ci_tools.policy import BudgetState
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 from tests.conftest import TOKEN
@@ -65,6 +65,8 @@ def _instances(kind: type) -> list[Exception]:
         return [kind("audit log not writable (OSError: No space left on device)")]
     if kind is PatternTooSlow:
         return [kind("(a|a)*$", 2, 2.0, 2.0)]
+    if kind is OffsetOutOfRange:
+        return [kind(9_000, 0, 4_096), kind(10, 1_000, 5_000)]
     raise AssertionError(f"add {kind.__name__} to this test")
 
 
@@ -73,6 +75,7 @@ ERROR_CLASSES = [
     *_all_subclasses(policy.PolicyDenied),
     AuditUnavailable,
     PatternTooSlow,
+    OffsetOutOfRange,
 ]
 TARGETS = [
     Target(
