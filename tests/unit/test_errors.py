@@ -60,7 +60,9 @@ def _instances(kind: type) -> list[Exception]:
             for state in ("in_flight", "failed", "unknown")
         ]
     if kind is guards.TargetChanged:
-        return [kind("build #7, status failure, restart counter 1", "build #7, status running, restart counter 2")]
+        return [
+            kind("build #7, status failure, restart counter 1", "build #7, status running, restart counter 2")
+        ]
     if kind is guards.ConfirmationRefused:
         return [kind(outcome) for outcome in ("declined", "cancelled", "unsupported", "not_asked")]
     if kind is AuditUnavailable:
