@@ -11,6 +11,7 @@ round that carries the answer, and a question that reads differently (the target
 # No `from __future__ import annotations`: each confirmation resolver's annotation holds the `Resolve` of
 # the look it shares with the tool body, a closure the SDK reads at registration.
 
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -86,9 +87,10 @@ async def _look(
 
 def _question(trigger: Trigger[Any], project_id: str, target_id: str, seen: Seen) -> Elicit[ConfirmAnswer]:
     now = seen.state.summary if seen.state else f"its current state could not be read ({seen.unreadable})"
+    request = trigger.request(uuid.UUID(project_id), uuid.UUID(target_id))  # valid: the checks passed
     return Elicit(
         f"An agent wants to {trigger.action} InfraBox {trigger.kind} {target_id} in project {project_id} "
-        f"({trigger.tool}). Now: {now}. Allow it?",
+        f"({trigger.tool}). Now: {now}. It would send {request}. Allow it?",
         ConfirmAnswer,
     )
 

@@ -340,7 +340,7 @@ async def preview_trigger(
     preview = TriggerPreview(
         would_send=refusal is None,
         refused_by=refused_by,
-        refusal=None if refusal is None else str(to_tool_error(refusal, call.about())),
+        refusal=None if refusal is None else _refusal_text(call, refusal),
         request=trigger.request(call.project, call.target) if ids_valid else None,
         target=target,
         asks_user=trigger.tool in deps.confirm_tools,
@@ -357,6 +357,16 @@ async def preview_trigger(
     )
     deps.audit.write_or_log(record, durable=False)
     return preview
+
+
+def _refusal_text(call: _Call[Any], refusal: PolicyDenied) -> str:
+    """What the real call would answer; an identical call that succeeded is answered, not refused."""
+    if isinstance(refusal, Duplicate) and refusal.record.state == "done":
+        return (
+            f"an identical {call.trigger.action} was sent {refusal.age_s:.0f} s ago and succeeded: the real call "
+            "would not send it again and would answer with that call's result (replayed: true)."
+        )
+    return str(to_tool_error(refusal, call.about()))
 
 
 def _audit_denied(call: _Call[Any], refusal: PolicyDenied, detail: dict[str, Any] | None = None) -> None:

@@ -165,13 +165,14 @@ async def test_a_dry_run_names_the_check_that_refuses_and_the_real_call_gives_th
     write = write_route(infrabox, "rerun_job")
     other_job = "7e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
     infrabox.post(f"{P}/jobs/{other_job}/rerun").respond(200, json={"new_job_id": NEW_ID})
-    settings: dict[str, Any] = {
+    settings_of: dict[str, dict[str, Any]] = {
         "no_permission": {"allow_trigger": False},
         "project_not_allowed": {"projects": ("a1000000-0000-4000-8000-000000000001",)},
         "budget_used_up": {"trigger_per_minute": 1},
         "restart_loop": {"max_restarts_per_build": 1},
         "identical_call_just_sent": {},
-    }[case]
+    }
+    settings = settings_of[case]
     client = await connect(make_server(**settings))
     if case == "budget_used_up":
         await client.call_tool("rerun_job", {"project_id": PROJECT_ID, "job_id": other_job})
@@ -191,7 +192,9 @@ async def test_a_dry_run_names_the_check_that_refuses_and_the_real_call_gives_th
     )
     if case == "identical_call_just_sent":  # the real call is answered with the first call's result
         assert real.structured_content is not None and real.structured_content["replayed"] is True
-        assert "an identical rerun" in refusal
+        assert refusal.startswith(
+            "an identical rerun was sent 0 s ago and succeeded: the real call would not"
+        )
     else:
         assert real.is_error and text_of(real) == f"Error executing tool rerun_job: {refusal}"
     assert write.call_count == sent_before  # neither the dry run nor the refused call sent anything

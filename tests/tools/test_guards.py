@@ -330,6 +330,7 @@ async def test_confirmation_asks_the_user_and_respects_the_answer(
     assert len(asked) == 1
     assert "abort" in asked[0] and JOB_ID in asked[0] and PROJECT_ID in asked[0]
     assert "Now: job test, state running." in asked[0]  # the user sees the target as it is
+    assert f"It would send DELETE /api/v1/mcp/projects/{PROJECT_ID}/jobs/{JOB_ID}/abort." in asked[0]
     assert route.call_count == sent
     assert result.is_error is (sent == 0)
     if reason:
