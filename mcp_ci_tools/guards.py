@@ -39,6 +39,7 @@ __all__ = [
     "ProjectScope",
     "RestartGuard",
     "RestartLoop",
+    "TargetChanged",
 ]
 
 Kind = Literal["build", "job"]
@@ -54,6 +55,17 @@ class ConfirmationRefused(PolicyDenied):
         super().__init__(f"confirmation {outcome}")
         self.outcome = outcome
         self.reason = "confirmation_unsupported" if outcome == "unsupported" else "declined"
+
+
+class TargetChanged(PolicyDenied):
+    """The target changed between the confirmation question the user answered and the send."""
+
+    reason = "target_changed"
+
+    def __init__(self, shown: str, now: str) -> None:
+        super().__init__(f"target changed since the user confirmed: was {shown}, now {now}")
+        self.shown = shown
+        self.now = now
 
 
 class ProjectNotAllowed(PolicyDenied):

@@ -55,7 +55,10 @@ def _shallow(schema: dict[str, Any]) -> dict[str, Any]:
         items = schema.get("items", {})
         return {"type": "array", "items": _shallow(items) if isinstance(items, dict) else {}}
     if isinstance(schema.get("anyOf"), list):
-        return {"anyOf": [_shallow(option) for option in schema["anyOf"]]}
+        options = [_shallow(option) for option in schema["anyOf"]]
+        if all(set(option) == {"type"} and isinstance(option["type"], str) for option in options):
+            return {"type": [option["type"] for option in options]}  # e.g. an optional nested object
+        return {"anyOf": options}
     return schema
 
 

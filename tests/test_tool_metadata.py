@@ -50,12 +50,19 @@ async def test_trigger_tools_take_exactly_the_contract_arguments(make_server) ->
     async with Client(make_server()) as client:
         schemas = {t.name: t.input_schema for t in (await client.list_tools()).tools}
 
-    assert schemas["restart_build"]["required"] == ["project_id", "build_id"]
-    assert schemas["abort_build"]["required"] == ["project_id", "build_id"]
+    for name in ("restart_build", "abort_build"):
+        assert schemas[name]["required"] == ["project_id", "build_id"]
+        assert set(schemas[name]["properties"]) == {"project_id", "build_id", "dry_run"}
     for name in ("restart_job", "rerun_job", "abort_job"):
         assert schemas[name]["required"] == ["project_id", "job_id"]
-        assert set(schemas[name]["properties"]) == {"project_id", "job_id"}
+        assert set(schemas[name]["properties"]) == {"project_id", "job_id", "dry_run"}
         assert schemas[name]["properties"]["job_id"]["format"] == "uuid"
+    for name in TRIGGER_TOOLS:  # the confirmation resolvers' parameters are not arguments
+        assert schemas[name]["properties"]["dry_run"] == {
+            "default": False,
+            "description": "true: check all, send nothing",
+            "type": "boolean",
+        }
 
 
 async def test_tool_definitions_stay_within_their_context_budget(make_server) -> None:

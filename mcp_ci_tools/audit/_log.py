@@ -34,7 +34,7 @@ __all__ = [
 log = logging.getLogger("mcp_ci_tools.audit")
 
 Decision = Literal["allowed", "denied"]
-Outcome = Literal["success", "error", "unknown", "denied"]
+Outcome = Literal["success", "error", "unknown", "denied", "dry_run"]
 # How a trigger call was confirmed by the user: not asked (no confirmation configured for the tool), asked
 # and accepted ("elicited"), declined or cancelled, or the client cannot be asked ("unsupported").
 Confirmation = Literal["not_required", "elicited", "declined", "cancelled", "unsupported"]

@@ -8,6 +8,9 @@ series. Tests derive the sets from the code (tool names from the registered tool
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import get_args
+
+from mcp_ci_tools.audit import Decision, Outcome
 
 __all__ = [
     "BUDGETS",
@@ -39,9 +42,12 @@ TOOLS = TRIGGER_TOOLS | {
     "get_job_log",
     "get_test_results",
     "wait_for_build",
+    # resources/read of the resource templates, audited under these names
+    "resource:console",
+    "resource:build",
 }
-DECISIONS = frozenset({"allowed", "denied"})
-OUTCOMES = frozenset({"success", "error", "unknown", "denied"})
+DECISIONS = frozenset(get_args(Decision))
+OUTCOMES = frozenset(get_args(Outcome))
 # The audit `reason` codes ("" when a record has none).
 REASONS = frozenset(
     {
@@ -61,6 +67,8 @@ REASONS = frozenset(
         "confirmation_unsupported",
         "audit_unavailable",
         "grep_too_slow",
+        "offset_out_of_range",
+        "target_changed",
         # InfraBox's answers (tools._errors.audit_reason)
         "project_not_enabled",
         "no_trigger_permission",

@@ -27,7 +27,14 @@ from mcp_ci_tools.domain.logtext import OffsetOutOfRange, PatternTooSlow
 from mcp_ci_tools.domain.masking import mask
 from mcp_ci_tools.domain.terminal import terminal_safe
 from mcp_ci_tools.domain.timestamps import rfc3339
-from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate, ProjectNotAllowed, RestartLoop
+from mcp_ci_tools.guards import (
+    ConfirmationRefused,
+    DedupeRecord,
+    Duplicate,
+    ProjectNotAllowed,
+    RestartLoop,
+    TargetChanged,
+)
 from mcp_ci_tools.policy import (
     BudgetExhausted,
     InvalidArgument,
@@ -185,6 +192,13 @@ def _message(error: Exception, t: Target) -> str:
             return (
                 f"The {t.action} of {t.thing} must be confirmed by the user, and the user was not asked, so nothing "
                 "was sent. Call the tool again to be asked."
+            )
+        case TargetChanged():
+            return (
+                f"Not sent: the {t.thing} changed after the user confirmed the {t.action}. The user saw {error.shown}; "
+                f"it is now {error.now}. The confirmation was for what the user saw, so nothing was sent. Check it "
+                "again with get_build or get_job, and call again only if the action still makes sense: the user is "
+                "asked anew."
             )
         case ConfirmationRefused():
             return (

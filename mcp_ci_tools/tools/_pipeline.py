@@ -1,11 +1,13 @@
 """The trigger pipeline: every restart, rerun and abort passes the same checks in one declared order.
 
     ids → toolset → project allow-list → permission → duplicate guard → restart-loop guard
-        → confirmation → budget → audit `attempt` (durable) → send to InfraBox → audit `result`
+        → confirmation → target unchanged since the user saw it → budget → audit `attempt` (durable)
+        → send to InfraBox → audit `result`
 
 `TRIGGER_CHECKS` declares the order of everything before the send, once. `run_trigger` applies it and
 then sends; `would_send` previews it without changing anything, so the confirmation prompt asks only
-about calls the checks would let through. A refusal before the send is audited as `denied` and sends
+about calls the checks would let through; `preview_trigger` is a dry run: every check's preview, the
+target as it is now, and the request that would be sent, audited with outcome `dry_run`. A refusal before the send is audited as `denied` and sends
 nothing; when the refusal is that the `attempt` record could not be written, the budget slot the call took
 is given back. Once the request may have left, the `result` record is written whatever happens, cancellation
 and crashes included.
@@ -24,7 +26,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_ci_tools.audit import AuditRecord, AuditUnavailable, Confirmation, Decision, Outcome
 from mcp_ci_tools.client import Forbidden, InfraBoxError, OutcomeUnknown, TokenRejected, WriteAnswer
-from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate
+from mcp_ci_tools.guards import ConfirmationRefused, DedupeRecord, Duplicate, TargetChanged
 from mcp_ci_tools.policy import (
     BudgetExhausted,
     BudgetHit,
@@ -36,9 +38,10 @@ from mcp_ci_tools.policy import (
 )
 from mcp_ci_tools.tools._deps import Caller, Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
+from mcp_ci_tools.tools._target import TargetState, look_at_target
 from mcp_ci_tools.tools._triggers import ConfirmOutcome, Trigger, TriggerDone
 
-__all__ = ["TRIGGER_CHECKS", "Check", "run_trigger", "would_send"]
+__all__ = ["TRIGGER_CHECKS", "Check", "TriggerPreview", "preview_trigger", "run_trigger", "would_send"]
 
 log = logging.getLogger("mcp_ci_tools.audit")
 
@@ -57,6 +60,7 @@ class _Call(Generic[AnswerT]):
     confirmation: ConfirmOutcome
     request_id: str
     started: float
+    shown: TargetState | None = None  # the target as the user saw it when asked to confirm
     project: uuid.UUID = field(init=False)
     target: uuid.UUID = field(init=False)
     dedupe_key: str | None = None
@@ -191,6 +195,18 @@ async def _confirmed(call: _Call[Any]) -> None:
         raise ConfirmationRefused(call.confirmation)
 
 
+async def _unchanged(call: _Call[Any]) -> None:
+    """A confirmation holds for the target the user saw: if it changed meanwhile, nothing is sent."""
+    if call.shown is None or call.confirmation != "confirmed":
+        return
+    try:
+        now = await look_at_target(call.deps, call.trigger, call.project_id, call.target_id)
+    except ToolError as error:
+        raise TargetChanged(call.shown.summary, f"unknown: it could not be read again ({error})") from None
+    if now.binding != call.shown.binding:
+        raise TargetChanged(call.shown.summary, now.summary)
+
+
 async def _take_budget(call: _Call[Any]) -> None:
     await call.deps.continuity.check()  # a budget the store lost cannot be trusted for a window
     call.budget, call.budget_hit = await call.deps.trigger_budget.take_refundable(call.key)
@@ -215,6 +231,7 @@ TRIGGER_CHECKS: tuple[Check, ...] = (
     Check("duplicate", _claim, preview=_no_identical_call),
     Check("loop", _restart_loop, preview=_restart_loop),
     Check("confirmation", _confirmed, preview=None),
+    Check("unchanged", _unchanged, preview=None),
     Check("budget", _take_budget, preview=_budget_has_room),
     Check("audit", _audit_attempt, preview=None),
 )
@@ -241,10 +258,18 @@ async def run_trigger(
     target_id: str,
     *,
     confirmation: ConfirmOutcome,
+    shown: TargetState | None = None,
 ) -> TriggerDone[AnswerT]:
-    """Run one trigger call through the checks and send it, or raise `ToolError`."""
+    """Run one trigger call through the checks and send it, or raise `ToolError`. `shown` is the target as
+    the user saw it in the confirmation question, if one was asked."""
     call = _begin(
-        deps, trigger, project_id, target_id, confirmation=confirmation, request_id=deps.new_request_id()
+        deps,
+        trigger,
+        project_id,
+        target_id,
+        confirmation=confirmation,
+        request_id=deps.new_request_id(),
+        shown=shown,
     )
     try:
         for check in TRIGGER_CHECKS:
@@ -266,6 +291,82 @@ async def would_send(deps: Deps, trigger: Trigger[Any], project_id: str, target_
     except PolicyDenied:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class TriggerPreview:
+    """What a dry run found: whether the call would be sent, the check that would refuse it and the refusal
+    the agent would read, the request, the target as it is now, and whether the user would be asked."""
+
+    would_send: bool
+    refused_by: str | None
+    refusal: str | None
+    request: str | None
+    target: str | None
+    asks_user: bool
+    budget: BudgetState
+    request_id: str
+
+
+async def preview_trigger(
+    deps: Deps, trigger: Trigger[Any], project_id: str, target_id: str
+) -> TriggerPreview:
+    """A dry run: every check of the pipeline as a preview (no budget slot taken, nothing claimed), the
+    target read now, and what would be sent; nothing is sent. Audited with outcome `dry_run`."""
+    call = _begin(
+        deps, trigger, project_id, target_id, confirmation="not_asked", request_id=deps.new_request_id()
+    )
+    refused_by: str | None = None
+    refusal: PolicyDenied | None = None
+    for check in TRIGGER_CHECKS:
+        if check.preview is None:
+            continue
+        try:
+            await check.preview(call)
+        except PolicyDenied as denied:
+            refused_by, refusal = check.name, denied
+            break
+    ids_valid = refused_by != "id"
+    target: str | None = None
+    if refused_by not in ("id", "toolset", "project"):
+        try:
+            target = (await look_at_target(deps, trigger, project_id, target_id)).summary
+        except ToolError as error:
+            target = f"could not be read: {error}"
+    try:
+        budget = await deps.trigger_budget.peek(call.key)
+    except PolicyDenied as error:
+        raise to_tool_error(error, call.about()) from None
+    preview = TriggerPreview(
+        would_send=refusal is None,
+        refused_by=refused_by,
+        refusal=None if refusal is None else _refusal_text(call, refusal),
+        request=trigger.request(call.project, call.target) if ids_valid else None,
+        target=target,
+        asks_user=trigger.tool in deps.confirm_tools,
+        budget=budget,
+        request_id=call.request_id,
+    )
+    detail = {"dry_run": True, "would_send": preview.would_send, "refused_by": refused_by}
+    record = call.record(
+        "result",
+        decision="allowed" if refusal is None else "denied",
+        outcome="dry_run",
+        reason=None if refusal is None else refusal.reason,
+        detail={key: value for key, value in detail.items() if value is not None},
+    )
+    deps.audit.write_or_log(record, durable=False)
+    return preview
+
+
+def _refusal_text(call: _Call[Any], refusal: PolicyDenied) -> str:
+    """What the real call would answer; an identical call that succeeded is answered, not refused."""
+    if isinstance(refusal, Duplicate) and refusal.record.state == "done":
+        return (
+            f"an identical {call.trigger.action} was sent {refusal.age_s:.0f} s ago and succeeded: the real call "
+            "would not send it again and would answer with that call's result (replayed: true)."
+        )
+    return str(to_tool_error(refusal, call.about()))
 
 
 def _audit_denied(call: _Call[Any], refusal: PolicyDenied, detail: dict[str, Any] | None = None) -> None:

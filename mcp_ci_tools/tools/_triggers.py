@@ -33,7 +33,8 @@ class Trigger(Generic[AnswerT]):
     """One trigger tool: its name, what it does in InfraBox's words, and the client call that sends it.
 
     `answer` is the type `send` returns; a replayed answer is rebuilt from it. `loop_guarded` tools
-    count against the restart-loop guard.
+    count against the restart-loop guard. `method` and `path` (under `/api/v1/mcp`, with `{project_id}`
+    and `{build_id}` or `{job_id}`) are what `send` sends, for a dry run to show.
     """
 
     tool: str
@@ -42,6 +43,13 @@ class Trigger(Generic[AnswerT]):
     send: _Send[AnswerT]
     answer: type[AnswerT]
     loop_guarded: bool
+    method: Literal["POST", "DELETE"]
+    path: str
+
+    def request(self, project_id: uuid.UUID, target_id: uuid.UUID) -> str:
+        """The request `send` makes for these ids, e.g. `POST /api/v1/mcp/projects/…/builds/…/restart`."""
+        path = self.path.format(project_id=project_id, **{f"{self.kind}_id": target_id})
+        return f"{self.method} /api/v1/mcp/{path}"
 
 
 def trigger_annotations(title: str, *, destructive: bool) -> ToolAnnotations:

@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import BuildAborted, BuildRestarted, InfraBoxClient
 from mcp_ci_tools.tools._args import BuildId, ProjectId
-from mcp_ci_tools.tools._confirm import Confirmation, ask_first, outcome_of
+from mcp_ci_tools.tools._confirm import Confirmation, Seen, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._dry_run import DRY_RUN_HELP, TriggerResult, dry_run_fields
 from mcp_ci_tools.tools._host import ToolHost
-from mcp_ci_tools.tools._pipeline import run_trigger
+from mcp_ci_tools.tools._pipeline import preview_trigger, run_trigger
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._triggers import Trigger, trigger_annotations
 from mcp_ci_tools.tools._views import (
@@ -20,7 +21,6 @@ from mcp_ci_tools.tools._views import (
     BudgetOut,
     BuildView,
     JobView,
-    clip,
     fit,
     job_views,
     state_counts,
@@ -47,6 +47,8 @@ RESTART_BUILD = Trigger(
     send=InfraBoxClient.restart_build,
     answer=BuildRestarted,
     loop_guarded=True,
+    method="POST",
+    path="projects/{project_id}/builds/{build_id}/restart",
 )
 ABORT_BUILD = Trigger(
     tool="abort_build",
@@ -55,6 +57,8 @@ ABORT_BUILD = Trigger(
     send=InfraBoxClient.abort_build,
     answer=BuildAborted,
     loop_guarded=False,
+    method="DELETE",
+    path="projects/{project_id}/builds/{build_id}/abort",
 )
 
 
@@ -81,28 +85,16 @@ class GetBuildResult(BaseModel):
     next_step: str
 
 
-class RestartBuildResult(BaseModel):
-    project_id: str
+class RestartBuildResult(TriggerResult):
     build_id: str = Field(description="the build that was restarted")
     new_build_id: str | None = Field(description="the new build InfraBox created, when it said")
     restart_counter: int | None = Field(description="the new build's restart counter (same build number)")
-    infrabox_message: str | None
-    request_id: str = Field(description="X-Request-ID sent to InfraBox, also in the audit log")
-    trigger_budget: BudgetOut
-    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
-    next_step: str
 
 
-class AbortBuildResult(BaseModel):
-    project_id: str
+class AbortBuildResult(TriggerResult):
     build_id: str
     jobs_aborted: int | None = Field(description="abort requests InfraBox recorded, finished jobs included")
     asynchronous: bool = Field(description="always true: jobs are killed later by InfraBox's scheduler")
-    infrabox_message: str | None
-    request_id: str
-    trigger_budget: BudgetOut
-    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
-    next_step: str
 
 
 def register_reads(server: ToolHost, deps: Deps) -> None:
@@ -203,23 +195,35 @@ def register_reads(server: ToolHost, deps: Deps) -> None:
 
 
 def register_triggers(server: ToolHost, deps: Deps) -> None:
+    restart, abort = ask_first(deps, RESTART_BUILD), ask_first(deps, ABORT_BUILD)
+
     @server.tool(
         name=RESTART_BUILD.tool,
-        title="Restart InfraBox build",
+        title="Restart build",
         description=(
-            "Restart a build: InfraBox creates a new build (same number and commit, restart_counter + 1) whose "
-            "jobs all run again; the old build stays. Works on running builds too. To re-run only failed jobs use "
-            "restart_job or rerun_job."
+            "Restart a build: a new build (same number and commit, restart_counter + 1) runs every job again. "
+            "Only failed jobs: restart_job or rerun_job."
         ),
-        annotations=trigger_annotations("Restart InfraBox build", destructive=False),
+        annotations=trigger_annotations("Restart build", destructive=False),
     )
     async def restart_build(
         project_id: ProjectId,
         build_id: BuildId,
-        confirmation: Annotated[Confirmation, ask_first(deps, RESTART_BUILD)],
+        confirmation: Annotated[Confirmation, restart.confirmation],
+        seen: Annotated[Seen, restart.seen],
+        dry_run: Annotated[bool, Field(description=DRY_RUN_HELP)] = False,
     ) -> RestartBuildResult:
+        if dry_run:
+            found = await preview_trigger(deps, RESTART_BUILD, project_id, build_id)
+            return RestartBuildResult(
+                project_id=project_id,
+                build_id=build_id,
+                new_build_id=None,
+                restart_counter=None,
+                **dry_run_fields(found, RESTART_BUILD.tool),
+            )
         done = await run_trigger(
-            deps, RESTART_BUILD, project_id, build_id, confirmation=outcome_of(confirmation)
+            deps, RESTART_BUILD, project_id, build_id, confirmation=outcome_of(confirmation), shown=seen.state
         )
         answer = done.answer
         if answer.new_build_id:
@@ -241,7 +245,6 @@ def register_triggers(server: ToolHost, deps: Deps) -> None:
             build_id=build_id,
             new_build_id=answer.new_build_id,
             restart_counter=answer.restart_counter,
-            infrabox_message=clip(answer.message, 500),
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
             replayed=done.replayed,
@@ -250,27 +253,37 @@ def register_triggers(server: ToolHost, deps: Deps) -> None:
 
     @server.tool(
         name=ABORT_BUILD.tool,
-        title="Abort InfraBox build",
+        title="Abort build",
         description=(
-            "Abort a build: InfraBox's scheduler later kills its queued and running jobs (asynchronous; "
-            "finished jobs stay). Check with get_build."
+            "Abort a build: InfraBox later kills its queued and running jobs; finished jobs stay. Check with "
+            "get_build."
         ),
-        annotations=trigger_annotations("Abort InfraBox build", destructive=True),
+        annotations=trigger_annotations("Abort build", destructive=True),
     )
     async def abort_build(
         project_id: ProjectId,
         build_id: BuildId,
-        confirmation: Annotated[Confirmation, ask_first(deps, ABORT_BUILD)],
+        confirmation: Annotated[Confirmation, abort.confirmation],
+        seen: Annotated[Seen, abort.seen],
+        dry_run: Annotated[bool, Field(description=DRY_RUN_HELP)] = False,
     ) -> AbortBuildResult:
+        if dry_run:
+            found = await preview_trigger(deps, ABORT_BUILD, project_id, build_id)
+            return AbortBuildResult(
+                project_id=project_id,
+                build_id=build_id,
+                jobs_aborted=None,
+                asynchronous=True,
+                **dry_run_fields(found, ABORT_BUILD.tool),
+            )
         done = await run_trigger(
-            deps, ABORT_BUILD, project_id, build_id, confirmation=outcome_of(confirmation)
+            deps, ABORT_BUILD, project_id, build_id, confirmation=outcome_of(confirmation), shown=seen.state
         )
         return AbortBuildResult(
             project_id=project_id,
             build_id=build_id,
             jobs_aborted=done.answer.jobs_aborted,
             asynchronous=True,
-            infrabox_message=clip(done.answer.message, 500),
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
             replayed=done.replayed,

@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import InfraBoxClient, JobAborted, JobRerun, JobRestarted
 from mcp_ci_tools.tools._args import JobId, ProjectId
-from mcp_ci_tools.tools._confirm import Confirmation, ask_first, outcome_of
+from mcp_ci_tools.tools._confirm import Confirmation, Seen, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._dry_run import DRY_RUN_HELP, TriggerResult, dry_run_fields
 from mcp_ci_tools.tools._host import ToolHost
-from mcp_ci_tools.tools._pipeline import run_trigger
+from mcp_ci_tools.tools._pipeline import preview_trigger, run_trigger
 from mcp_ci_tools.tools._read import ReadCall, learn_lineage, read_annotations, run_read
 from mcp_ci_tools.tools._triggers import Trigger, trigger_annotations
 from mcp_ci_tools.tools._views import BudgetOut, JobView, clip, job_views
@@ -36,6 +37,8 @@ RESTART_JOB = Trigger(
     send=InfraBoxClient.restart_job,
     answer=JobRestarted,
     loop_guarded=True,
+    method="POST",
+    path="projects/{project_id}/jobs/{job_id}/restart",
 )
 RERUN_JOB = Trigger(
     tool="rerun_job",
@@ -44,6 +47,8 @@ RERUN_JOB = Trigger(
     send=InfraBoxClient.rerun_job,
     answer=JobRerun,
     loop_guarded=True,
+    method="POST",
+    path="projects/{project_id}/jobs/{job_id}/rerun",
 )
 ABORT_JOB = Trigger(
     tool="abort_job",
@@ -52,6 +57,8 @@ ABORT_JOB = Trigger(
     send=InfraBoxClient.abort_job,
     answer=JobAborted,
     loop_guarded=False,
+    method="DELETE",
+    path="projects/{project_id}/jobs/{job_id}/abort",
 )
 
 
@@ -64,8 +71,7 @@ class GetJobResult(BaseModel):
     next_step: str
 
 
-class RestartJobResult(BaseModel):
-    project_id: str
+class RestartJobResult(TriggerResult):
     job_id: str = Field(description="the job that was restarted")
     jobs_restarted: int | None = Field(
         description="jobs InfraBox cloned: this job plus its downstream dependents"
@@ -73,34 +79,17 @@ class RestartJobResult(BaseModel):
     new_job_ids: list[str] = Field(
         description="ids of the clones, where InfraBox returned them (often it does not)"
     )
-    infrabox_message: str | None
-    request_id: str
-    trigger_budget: BudgetOut
-    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
-    next_step: str
 
 
-class RerunJobResult(BaseModel):
-    project_id: str
+class RerunJobResult(TriggerResult):
     job_id: str = Field(description="the job that was rerun")
     new_job_id: str | None = Field(description="the clone InfraBox created, when it said")
-    infrabox_message: str | None
-    request_id: str
-    trigger_budget: BudgetOut
-    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
-    next_step: str
 
 
-class AbortJobResult(BaseModel):
-    project_id: str
+class AbortJobResult(TriggerResult):
     job_id: str
     accepted: bool = Field(description="InfraBox recorded the abort request")
     asynchronous: bool = Field(description="always true: the job is killed later by InfraBox's scheduler")
-    infrabox_message: str | None
-    request_id: str
-    trigger_budget: BudgetOut
-    replayed: bool = Field(description="not sent again: the answer of an identical call moments ago")
-    next_step: str
 
 
 def _restart_next_step(result_ids: list[str], count: int | None) -> str:
@@ -148,29 +137,42 @@ def register_reads(server: ToolHost, deps: Deps) -> None:
 
 
 def register_triggers(server: ToolHost, deps: Deps) -> None:
+    restart, rerun, abort = (ask_first(deps, trigger) for trigger in (RESTART_JOB, RERUN_JOB, ABORT_JOB))
+
     @server.tool(
         name=RESTART_JOB.tool,
-        title="Restart InfraBox job and its downstream jobs",
+        title="Restart job and downstream",
         description=(
-            "Restart a failed or finished job AND every job downstream of it: InfraBox clones them as new "
-            "queued jobs (name.1) and marks the originals restarted. Only run_* jobs whose dependents are finished "
-            "or queued. For this job alone use rerun_job."
+            "Restart a failed or finished job AND the jobs downstream of it, cloned as name.1 (its dependents "
+            "must be finished or queued). Only this job: rerun_job."
         ),
-        annotations=trigger_annotations("Restart InfraBox job and downstream", destructive=False),
+        annotations=trigger_annotations("Restart job and downstream", destructive=False),
     )
     async def restart_job(
         project_id: ProjectId,
         job_id: JobId,
-        confirmation: Annotated[Confirmation, ask_first(deps, RESTART_JOB)],
+        confirmation: Annotated[Confirmation, restart.confirmation],
+        seen: Annotated[Seen, restart.seen],
+        dry_run: Annotated[bool, Field(description=DRY_RUN_HELP)] = False,
     ) -> RestartJobResult:
-        done = await run_trigger(deps, RESTART_JOB, project_id, job_id, confirmation=outcome_of(confirmation))
+        if dry_run:
+            found = await preview_trigger(deps, RESTART_JOB, project_id, job_id)
+            return RestartJobResult(
+                project_id=project_id,
+                job_id=job_id,
+                jobs_restarted=None,
+                new_job_ids=[],
+                **dry_run_fields(found, RESTART_JOB.tool),
+            )
+        done = await run_trigger(
+            deps, RESTART_JOB, project_id, job_id, confirmation=outcome_of(confirmation), shown=seen.state
+        )
         answer = done.answer
         return RestartJobResult(
             project_id=project_id,
             job_id=job_id,
             jobs_restarted=answer.jobs_restarted,
             new_job_ids=answer.new_job_ids,
-            infrabox_message=clip(answer.message, 500),
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
             replayed=done.replayed,
@@ -179,26 +181,34 @@ def register_triggers(server: ToolHost, deps: Deps) -> None:
 
     @server.tool(
         name=RERUN_JOB.tool,
-        title="Rerun one InfraBox job",
+        title="Rerun one job",
         description=(
-            "Rerun ONE failed or finished job: InfraBox clones only it (name.1); jobs skipped because of it stay "
-            "skipped (restart_job reruns those too). Its parents must not be running."
+            "Rerun ONE failed or finished job, cloned as name.1; jobs skipped because of it stay skipped "
+            "(restart_job runs those too)."
         ),
-        annotations=trigger_annotations("Rerun one InfraBox job", destructive=False),
+        annotations=trigger_annotations("Rerun one job", destructive=False),
     )
     async def rerun_job(
         project_id: ProjectId,
         job_id: JobId,
-        confirmation: Annotated[Confirmation, ask_first(deps, RERUN_JOB)],
+        confirmation: Annotated[Confirmation, rerun.confirmation],
+        seen: Annotated[Seen, rerun.seen],
+        dry_run: Annotated[bool, Field(description=DRY_RUN_HELP)] = False,
     ) -> RerunJobResult:
-        done = await run_trigger(deps, RERUN_JOB, project_id, job_id, confirmation=outcome_of(confirmation))
+        if dry_run:
+            found = await preview_trigger(deps, RERUN_JOB, project_id, job_id)
+            return RerunJobResult(
+                project_id=project_id, job_id=job_id, new_job_id=None, **dry_run_fields(found, RERUN_JOB.tool)
+            )
+        done = await run_trigger(
+            deps, RERUN_JOB, project_id, job_id, confirmation=outcome_of(confirmation), shown=seen.state
+        )
         new_id = done.answer.new_job_id
         follow = f"get_job(project_id, '{new_id}')" if new_id else "get_build on the same build"
         return RerunJobResult(
             project_id=project_id,
             job_id=job_id,
             new_job_id=new_id,
-            infrabox_message=clip(done.answer.message, 500),
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
             replayed=done.replayed,
@@ -210,25 +220,37 @@ def register_triggers(server: ToolHost, deps: Deps) -> None:
 
     @server.tool(
         name=ABORT_JOB.tool,
-        title="Abort InfraBox job",
+        title="Abort job",
         description=(
             "Abort one queued or running job (asynchronous: InfraBox's scheduler kills it; a finished job is "
             "unchanged)."
         ),
-        annotations=trigger_annotations("Abort InfraBox job", destructive=True),
+        annotations=trigger_annotations("Abort job", destructive=True),
     )
     async def abort_job(
         project_id: ProjectId,
         job_id: JobId,
-        confirmation: Annotated[Confirmation, ask_first(deps, ABORT_JOB)],
+        confirmation: Annotated[Confirmation, abort.confirmation],
+        seen: Annotated[Seen, abort.seen],
+        dry_run: Annotated[bool, Field(description=DRY_RUN_HELP)] = False,
     ) -> AbortJobResult:
-        done = await run_trigger(deps, ABORT_JOB, project_id, job_id, confirmation=outcome_of(confirmation))
+        if dry_run:
+            found = await preview_trigger(deps, ABORT_JOB, project_id, job_id)
+            return AbortJobResult(
+                project_id=project_id,
+                job_id=job_id,
+                accepted=False,
+                asynchronous=True,
+                **dry_run_fields(found, ABORT_JOB.tool),
+            )
+        done = await run_trigger(
+            deps, ABORT_JOB, project_id, job_id, confirmation=outcome_of(confirmation), shown=seen.state
+        )
         return AbortJobResult(
             project_id=project_id,
             job_id=job_id,
             accepted=True,
             asynchronous=True,
-            infrabox_message=clip(done.answer.message, 500),
             request_id=done.request_id,
             trigger_budget=BudgetOut.of(done.budget),
             replayed=done.replayed,

@@ -52,15 +52,15 @@ async def test_a_misspelt_argument_gets_the_likely_name(
     assert suggestion in text_of(result)
 
 
-async def test_a_dry_run_argument_does_not_restart_the_job(make_server, connect, infrabox, audit) -> None:
+async def test_an_unknown_argument_does_not_restart_the_job(make_server, connect, infrabox, audit) -> None:
     restart = infrabox.post(f"/projects/{PROJECT_ID}/jobs/{JOB_ID}/restart").respond(200, json={})
     client = await connect(make_server())
 
-    refused = await client.call_tool("restart_job", {**LOG_ARGS, "dry_run": True})
+    refused = await client.call_tool("restart_job", {**LOG_ARGS, "force": True})
     whoami = await client.call_tool("whoami", {})
 
     assert refused.is_error
-    assert "dry_run: not an argument of restart_job; it takes job_id, project_id" in text_of(refused)
+    assert "force: not an argument of restart_job; it takes dry_run, job_id, project_id" in text_of(refused)
     assert not restart.called
     assert whoami.structured_content is not None
     assert whoami.structured_content["trigger_budget"]["remaining"] == 5

@@ -321,6 +321,7 @@ async def test_confirmation_asks_the_user_and_respects_the_answer(
     action, content, sent, reason, confirmation, mode, make_server, infrabox, audit
 ):
     route = infrabox.delete(f"{P}/jobs/{JOB_ID}/abort").respond(200, json={})
+    infrabox.get(f"{P}/jobs/{JOB_ID}").respond(200, json=job_body(state="running"))
     asked: list[str] = []
     server = make_server(confirm=("abort_job",))
     async with Client(server, mode=mode, elicitation_callback=_answering(action, content, asked)) as client:
@@ -328,12 +329,15 @@ async def test_confirmation_asks_the_user_and_respects_the_answer(
 
     assert len(asked) == 1
     assert "abort" in asked[0] and JOB_ID in asked[0] and PROJECT_ID in asked[0]
+    assert "Now: job test, state running." in asked[0]  # the user sees the target as it is
+    assert f"It would send DELETE /api/v1/mcp/projects/{PROJECT_ID}/jobs/{JOB_ID}/abort." in asked[0]
     assert route.call_count == sent
     assert result.is_error is (sent == 0)
     if reason:
         assert "did not confirm" in text_of(result)
         assert audit.records[-1]["reason"] == reason
-    assert [record["confirmation"] for record in audit.records] == [confirmation] * (1 + sent)
+    trigger_records = [record for record in audit.records if record["tool"] == "abort_job"]
+    assert [record["confirmation"] for record in trigger_records] == [confirmation] * (1 + sent)
 
 
 async def test_a_client_without_elicitation_gets_a_clear_error(mode, make_server, infrabox, audit):

@@ -46,11 +46,17 @@ def test_the_checks_run_in_the_documented_order() -> None:
         "duplicate",
         "loop",
         "confirmation",
+        "unchanged",
         "budget",
         "audit",
     ]
-    # The preview leaves out exactly the steps that act (audit) or that it exists to decide (confirmation).
-    assert [check.name for check in TRIGGER_CHECKS if check.preview is None] == ["confirmation", "audit"]
+    # The preview leaves out exactly the steps that act (audit) or that it exists to decide (confirmation, and
+    # whether the target changed since the user confirmed).
+    assert [check.name for check in TRIGGER_CHECKS if check.preview is None] == [
+        "confirmation",
+        "unchanged",
+        "audit",
+    ]
 
 
 async def test_a_trigger_of_a_toolset_that_is_not_served_is_refused_audited_and_not_sent(

@@ -59,6 +59,10 @@ def _instances(kind: type) -> list[Exception]:
             kind(guards.DedupeRecord(state=state, sent_at=0.0, error=f"echo {TOKEN}"), 4.0)
             for state in ("in_flight", "failed", "unknown")
         ]
+    if kind is guards.TargetChanged:
+        return [
+            kind("build #7, status failure, restart counter 1", "build #7, status running, restart counter 2")
+        ]
     if kind is guards.ConfirmationRefused:
         return [kind(outcome) for outcome in ("declined", "cancelled", "unsupported", "not_asked")]
     if kind is AuditUnavailable:
