@@ -13,6 +13,7 @@ from typing import get_args
 from mcp_ci_tools.audit import Decision, Outcome
 
 __all__ = [
+    "AUDITED",
     "BUDGETS",
     "DECISIONS",
     "ENDPOINTS",
@@ -22,6 +23,7 @@ __all__ = [
     "OTHER",
     "OUTCOMES",
     "REASONS",
+    "RESOURCE_READS",
     "STATE_OPERATIONS",
     "STATUS_CLASSES",
     "TOOLS",
@@ -42,10 +44,10 @@ TOOLS = TRIGGER_TOOLS | {
     "get_job_log",
     "get_test_results",
     "wait_for_build",
-    # resources/read of the resource templates, audited under these names
-    "resource:console",
-    "resource:build",
 }
+# resources/read of the resource templates is audited (and counted) under these names.
+RESOURCE_READS = frozenset({"resource:console", "resource:build"})
+AUDITED = TOOLS | RESOURCE_READS
 DECISIONS = frozenset(get_args(Decision))
 OUTCOMES = frozenset(get_args(Outcome))
 # The audit `reason` codes ("" when a record has none).

@@ -30,6 +30,7 @@ from prometheus_client import (
 from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditRecord, AuditSink
 from mcp_ci_tools.observe.labels import (
+    AUDITED,
     BUDGETS,
     DECISIONS,
     ENDPOINTS,
@@ -132,7 +133,7 @@ class Metrics:
         if task is not None and task != "task_created":  # a task's later records are not calls
             return
         self.tool_calls.labels(
-            tool=fixed(record.tool, TOOLS),
+            tool=fixed(record.tool, AUDITED),
             decision=fixed(record.decision, DECISIONS),
             outcome=fixed(record.outcome, OUTCOMES),
             reason=fixed(record.reason, REASONS),

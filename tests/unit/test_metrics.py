@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mcp_ci_tools.audit import AuditLog, AuditRecord
 from mcp_ci_tools.observe import Metrics, bearer_matches
 from mcp_ci_tools.observe.labels import (
+    AUDITED,
     BUDGETS,
     DECISIONS,
     ENDPOINTS,
@@ -24,6 +25,7 @@ from mcp_ci_tools.observe.labels import (
     MCP_METHODS,
     OUTCOMES,
     REASONS,
+    RESOURCE_READS,
     STATE_OPERATIONS,
     STATUS_CLASSES,
     TOOLS,
@@ -43,7 +45,7 @@ BUILD = {
     "project_id": PROJECT_ID,
 }
 ALLOWED_VALUES: dict[str, frozenset[str]] = {
-    "tool": TOOLS,
+    "tool": AUDITED,
     "decision": DECISIONS,
     "outcome": OUTCOMES,
     "reason": REASONS,
@@ -282,6 +284,19 @@ async def test_the_tool_set_is_the_registered_tools(make_server) -> None:
 
     assert registered == TOOLS
     assert {path.stem for path in (Path(__file__).parents[1] / "toolsnaps").glob("*.json")} == TOOLS
+
+
+def test_the_resource_reads_are_the_names_the_code_audits_them_under() -> None:
+    audited = {
+        node.value.value
+        for _, tree in _sources()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword)
+        and node.arg == "tool"
+        and isinstance(node.value, ast.Constant)
+        and str(node.value.value).startswith("resource:")
+    }
+    assert audited == RESOURCE_READS
 
 
 def _sources() -> list[tuple[Path, ast.Module]]:
