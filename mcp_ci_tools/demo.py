@@ -207,6 +207,33 @@ async def _agent_session(s: _Session) -> None:
         check=masked_log,
     )
 
+    def first_page(r: dict[str, Any]) -> str:
+        _expect(r["mode"] == "page" and r["byte_start"] == 0, f"not the first page: {r['mode']}")
+        _expect(r["next_offset"] is not None, "a 1,000-byte page of the log has no next page")
+        return (
+            f"bytes {r['byte_start']}-{r['byte_end']} of {r['total_bytes']}, next_offset {r['next_offset']}: "
+            f"{r['next_step']}"
+        )
+
+    log_args = {"project_id": P, "job_id": SEED.failed_test_job, "max_bytes": 1000}
+    page = await s.call("get_job_log", {**log_args, "byte_offset": 0}, check=first_page)
+
+    def second_page(r: dict[str, Any]) -> str:
+        _expect(r["byte_start"] == page["byte_end"], "the second page does not start where the first ended")
+        return f"bytes {r['byte_start']}-{r['byte_end']}, prev_offset {r['prev_offset']}"
+
+    await s.call("get_job_log", {**log_args, "byte_offset": page["next_offset"]}, check=second_page)
+
+    def dry_run(r: dict[str, Any]) -> str:
+        preview = r["dry_run"]
+        _expect(preview["would_send"] is True, f"the dry run says it would not send: {r['next_step']}")
+        _expect(r["new_build_id"] is None, "a dry run restarted the build")
+        return f"{preview['preview']}; budget left {r['trigger_budget']['remaining']} (nothing sent)"
+
+    await s.call(
+        "restart_build", {"project_id": P, "build_id": SEED.failed_build, "dry_run": True}, check=dry_run
+    )
+
     def rerun(r: dict[str, Any]) -> str:
         _expect(bool(r["new_job_id"]), "rerun_job returned no new job id")
         return f"clone {r['new_job_id']} queued; budget left {r['trigger_budget']['remaining']}"
