@@ -7,12 +7,16 @@ The token never appears here: records carry its fingerprint and its full SHA-256
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
+
+import anyio
+import anyio.to_thread
 
 from mcp_ci_tools.domain.masking import describe_value, mask
 from mcp_ci_tools.domain.timestamps import Clock, rfc3339
@@ -117,8 +121,19 @@ class AuditLog:
         self._trace_id = trace_id
         self._observers = tuple(observers)
 
-    def write(self, record: AuditRecord, *, durable: bool) -> None:
-        line = self.render(record)
+    async def write(self, record: AuditRecord, *, durable: bool) -> None:
+        """Write `record` off the event loop (the sink's file I/O and fsync run in a worker thread), so a slow
+        disk stalls only the call whose record it is. Once begun, the write finishes even if the call is
+        cancelled. Raises `AuditUnavailable` if the record was not written (durably, when `durable`)."""
+        line = self.render(record)  # here, not in the thread: the trace id is the current call's
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(functools.partial(self._written, record, line, durable))
+
+    def write_now(self, record: AuditRecord, *, durable: bool) -> None:
+        """`write`, blocking the calling thread: for code that runs outside the event loop."""
+        self._written(record, self.render(record), durable)
+
+    def _written(self, record: AuditRecord, line: str, durable: bool) -> None:
         try:
             self._sink.write(line, durable=durable)
         except UnsafeAuditFile as error:
@@ -137,10 +152,10 @@ class AuditLog:
             except Exception:
                 log.exception("audit record observer %r failed", observer)
 
-    def write_or_log(self, record: AuditRecord, *, durable: bool) -> None:
+    async def write_or_log(self, record: AuditRecord, *, durable: bool) -> None:
         """For records after a decision: a failure must not hide the outcome, so the line goes to stderr."""
         try:
-            self.write(record, durable=durable)
+            await self.write(record, durable=durable)
         except AuditUnavailable as error:
             log.error("audit record not written (%s); record follows: %s", error, self.render(record))
 

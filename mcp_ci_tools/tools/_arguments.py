@@ -61,14 +61,14 @@ class ArgumentCheck(Extension):
         refusal = None if tool is None else _refusal(tool, arguments)
         if refusal is None:
             return await call_next(ctx)
-        self._audit(params.name, arguments)
+        await self._audit(params.name, arguments)
         error = to_tool_error(refusal, Target(action="call", kind="tool", project_id=""))
         return CallToolResult(
             content=[TextContent(type="text", text=f"Error executing tool {params.name}: {error}")],
             is_error=True,
         )
 
-    def _audit(self, tool: str, arguments: Mapping[str, Any]) -> None:
+    async def _audit(self, tool: str, arguments: Mapping[str, Any]) -> None:
         ids = {key: value for key in _ID_ARGUMENTS if isinstance(value := arguments.get(key), str)}
         record = AuditRecord(
             event="result",
@@ -83,7 +83,7 @@ class ArgumentCheck(Extension):
             build_id=ids.get("build_id"),
             job_id=ids.get("job_id"),
         )
-        self._deps.audit.write_or_log(record, durable=True)
+        await self._deps.audit.write_or_log(record, durable=True)
 
 
 def _refusal(tool: Tool, arguments: Mapping[str, Any]) -> InvalidArgument | None:

@@ -220,7 +220,7 @@ async def _budget_has_room(call: _Call[Any]) -> None:
 
 
 async def _audit_attempt(call: _Call[Any]) -> None:
-    call.deps.audit.write(call.record("attempt", decision="allowed"), durable=True)
+    await call.deps.audit.write(call.record("attempt", decision="allowed"), durable=True)
 
 
 TRIGGER_CHECKS: tuple[Check, ...] = (
@@ -355,7 +355,7 @@ async def preview_trigger(
         reason=None if refusal is None else refusal.reason,
         detail={key: value for key, value in detail.items() if value is not None},
     )
-    deps.audit.write_or_log(record, durable=False)
+    await deps.audit.write_or_log(record, durable=False)
     return preview
 
 
@@ -369,16 +369,18 @@ def _refusal_text(call: _Call[Any], refusal: PolicyDenied) -> str:
     return str(to_tool_error(refusal, call.about()))
 
 
-def _audit_denied(call: _Call[Any], refusal: PolicyDenied, detail: dict[str, Any] | None = None) -> None:
+async def _audit_denied(
+    call: _Call[Any], refusal: PolicyDenied, detail: dict[str, Any] | None = None
+) -> None:
     record = call.record("result", decision="denied", outcome="denied", reason=refusal.reason, detail=detail)
-    call.deps.audit.write_or_log(record, durable=True)
+    await call.deps.audit.write_or_log(record, durable=True)
 
 
 async def _refuse(call: _Call[Any], refusal: PolicyDenied | AuditUnavailable) -> NoReturn:
     if call.dedupe_key is not None:
         await call.deps.dedupe.release(call.dedupe_key)
     if isinstance(refusal, PolicyDenied):
-        _audit_denied(call, refusal)
+        await _audit_denied(call, refusal)
     else:
         log.error("audit log unavailable, refusing %s: %s", call.trigger.tool, refusal)
         await _give_back_budget(call)
@@ -399,7 +401,7 @@ async def _give_back_budget(call: _Call[Any]) -> None:
 
 async def _replay(call: _Call[AnswerT], duplicate: Duplicate) -> TriggerDone[AnswerT]:
     first = duplicate.record
-    _audit_denied(call, duplicate, {"first_request_id": first.request_id} if first.request_id else None)
+    await _audit_denied(call, duplicate, {"first_request_id": first.request_id} if first.request_id else None)
     if first.state != "done":
         raise to_tool_error(duplicate, call.about()) from None
     answer = _rebuilt(call.trigger, first)
@@ -451,7 +453,7 @@ async def _succeeded(call: _Call[AnswerT], answer: AnswerT, sent_at: float) -> N
     record = call.record(
         "result", decision="allowed", outcome="success", http_status=answer.http_status, detail=detail
     )
-    call.deps.audit.write_or_log(record, durable=True)
+    await call.deps.audit.write_or_log(record, durable=True)
     await _count_restart(call)
     original = (call.trigger.kind, str(call.target))
     for created in answer.created():
@@ -475,7 +477,7 @@ async def _failed(call: _Call[Any], error: InfraBoxError, sent_at: float) -> NoR
         http_status=error.status,
         detail={"infrabox_message": error.reason} if error.reason else None,
     )
-    call.deps.audit.write_or_log(record, durable=True)
+    await call.deps.audit.write_or_log(record, durable=True)
     tool_error = to_tool_error(error, call.about())
     await _count_restart(call)
     state: Literal["failed", "unknown"] = "unknown" if unknown else "failed"
@@ -488,6 +490,6 @@ async def _failed(call: _Call[Any], error: InfraBoxError, sent_at: float) -> NoR
 async def _interrupted(call: _Call[Any], error: BaseException, sent_at: float) -> None:
     reason = "cancelled" if isinstance(error, anyio.get_cancelled_exc_class()) else "internal_error"
     record = call.record("result", decision="allowed", outcome="unknown", reason=reason)
-    call.deps.audit.write_or_log(record, durable=True)
+    await call.deps.audit.write_or_log(record, durable=True)
     with anyio.CancelScope(shield=True):
         await _settle(call, DedupeRecord(state="unknown", sent_at=sent_at, request_id=call.request_id))

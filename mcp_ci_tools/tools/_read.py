@@ -117,7 +117,7 @@ async def run_read(
         caller_brings_token=caller.brings_own_token,
     )
 
-    def audit(
+    async def audit(
         decision: Decision,
         outcome: Outcome,
         *,
@@ -141,7 +141,7 @@ async def run_read(
             duration_ms=round((deps.clock() - started) * 1000, 3),
             detail=summary or {},
         )
-        deps.audit.write_or_log(record, durable=False)
+        await deps.audit.write_or_log(record, durable=False)
 
     try:
         parsed = {key: parse_id(key, value) for key, value in ids.items()}
@@ -151,7 +151,7 @@ async def run_read(
             validate()
         await deps.read_budgets.reserve(caller.key, needs)
     except PolicyDenied as denied:
-        audit("denied", "denied", reason=denied.reason)
+        await audit("denied", "denied", reason=denied.reason)
         raise to_tool_error(denied, target) from None
     try:
         result = await fetch(
@@ -166,10 +166,10 @@ async def run_read(
     except InfraBoxError as error:
         if isinstance(error, TokenRejected):
             await deps.rejected.remember(caller.key)
-        audit("allowed", "error", reason=audit_reason(error), http_status=error.status)
+        await audit("allowed", "error", reason=audit_reason(error), http_status=error.status)
         raise to_tool_error(error, target) from None
     except (PatternTooSlow, OffsetOutOfRange) as refused:  # refused once the fetched log was seen
-        audit("allowed", "denied", reason=audit_reason(refused))
+        await audit("allowed", "denied", reason=audit_reason(refused))
         raise to_tool_error(refused, target) from None
-    audit("allowed", "success", http_status=200, summary=detail(result) if detail else None)
+    await audit("allowed", "success", http_status=200, summary=detail(result) if detail else None)
     return result

@@ -173,7 +173,7 @@ class TaskWaits(Extension):
             raise MCPError(
                 code=INTERNAL_ERROR, message="The task store is not answering; call again"
             ) from None
-        self._audit(record, task_id, "created")
+        await self._audit(record, task_id, "created")
         return {"resultType": "task", **_task_fields(task_id, record)}
 
     # --- tasks/* ---------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ class TaskWaits(Extension):
             ):
                 await self._store(lambda: self._state.delete(_key(task_id)))
                 if record.status == "working":
-                    self._audit(record, task_id, "expired")
+                    await self._audit(record, task_id, "expired")
             raise MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: Task has expired")
         return record
 
@@ -244,7 +244,7 @@ class TaskWaits(Extension):
                     updated=self._deps.clock(),
                     message="Cancelled: the wait ended; the build was not touched (abort_build stops it).",
                 )
-                self._audit(record, task_id, "cancelled")
+                await self._audit(record, task_id, "cancelled")
             await self._store(lambda: self._state.set(_key(task_id), record.dump(), self._store_ttl(record)))
             return record
         finally:
@@ -281,14 +281,14 @@ class TaskWaits(Extension):
                 content=[TextContent(type="text", text=f"Error executing tool {TOOL}: {error}")],
                 is_error=True,
             )
-            return self._finished(
+            return await self._finished(
                 task_id, record, polls, "completed", result=_wire(result), message=str(error)
             )
         except Exception:
             log.exception("a look at the build of a task failed")
             failure = "Internal error while waiting for the build"
             error_body: dict[str, Any] = {"code": INTERNAL_ERROR, "message": failure}
-            return self._finished(task_id, record, polls, "failed", error=error_body, message=failure)
+            return await self._finished(task_id, record, polls, "failed", error=error_body, message=failure)
         now = self._deps.clock()
         if not last.ended and now < record.deadline:
             return replace(
@@ -305,9 +305,11 @@ class TaskWaits(Extension):
         )
         assert self._tool is not None  # a task is only created once the tool is known
         rendered = _wire(self._tool.fn_metadata.convert_result(waited))
-        return self._finished(task_id, record, polls, "completed", result=rendered, message=last.message)
+        return await self._finished(
+            task_id, record, polls, "completed", result=rendered, message=last.message
+        )
 
-    def _finished(
+    async def _finished(
         self,
         task_id: str,
         record: TaskRecord,
@@ -327,7 +329,7 @@ class TaskWaits(Extension):
             result=result,
             error=error,
         )
-        self._audit(
+        await self._audit(
             done, task_id, status, is_error=bool(result and result.get("isError")) or error is not None
         )
         return done
@@ -344,7 +346,7 @@ class TaskWaits(Extension):
                 code=INTERNAL_ERROR, message="The task store is not answering; call again"
             ) from None
 
-    def _audit(self, record: TaskRecord, task_id: str, event: str, *, is_error: bool = False) -> None:
+    async def _audit(self, record: TaskRecord, task_id: str, event: str, *, is_error: bool = False) -> None:
         audit = AuditRecord(
             event="result",
             tool=TOOL,
@@ -358,7 +360,7 @@ class TaskWaits(Extension):
             duration_ms=round((self._deps.clock() - record.created) * 1000, 3),
             detail={"task": f"task_{event}", "task_ref": _ref(task_id), "polls": record.polls},
         )
-        self._deps.audit.write_or_log(audit, durable=False)
+        await self._deps.audit.write_or_log(audit, durable=False)
 
 
 def _declares_tasks(ctx: ServerRequestContext[Any, Any]) -> bool:

@@ -87,7 +87,7 @@ def register(server: ToolHost, deps: Deps) -> None:
             hint = f"Trigger budget used up; the next slot frees in {budget.seconds_until_next_slot} s."
         else:
             hint = f"Trigger tools may send {budget.remaining} more request(s) in the current window."
-        deps.audit.write_or_log(
+        await deps.audit.write_or_log(
             AuditRecord(
                 event="result",
                 tool="whoami",

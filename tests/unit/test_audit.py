@@ -32,7 +32,7 @@ def test_a_record_is_one_json_line_with_timestamp_and_fingerprint() -> None:
     sink = ListSink()
     log = AuditLog(sink, clock=FakeClock(1_800_000_000.25))
 
-    log.write(
+    log.write_now(
         record(outcome="success", http_status=200, job_id="j", detail={"new_job_id": "n"}), durable=True
     )
 
@@ -58,7 +58,7 @@ def test_an_unwritable_sink_raises_audit_unavailable() -> None:
     log = AuditLog(BrokenSink())
 
     with pytest.raises(AuditUnavailable, match="No space left on device"):
-        log.write(record(), durable=True)
+        log.write_now(record(), durable=True)
 
 
 def test_the_file_sink_appends_creates_private_files_and_keeps_old_lines(tmp_path: Path) -> None:
@@ -68,8 +68,8 @@ def test_the_file_sink_appends_creates_private_files_and_keeps_old_lines(tmp_pat
     os.chmod(path, 0o600)
     log = AuditLog(JsonlFileSink(path))
 
-    log.write(record(request_id="a"), durable=True)
-    log.write(record(request_id="b"), durable=False)
+    log.write_now(record(request_id="a"), durable=True)
+    log.write_now(record(request_id="b"), durable=False)
 
     lines = path.read_text().splitlines()
     assert [json.loads(line).get("request_id") for line in lines] == [None, "a", "b"]
@@ -91,7 +91,7 @@ def test_a_file_sink_in_an_unwritable_place_fails_loudly(tmp_path: Path) -> None
     log = AuditLog(JsonlFileSink(blocker / "audit.jsonl"))
 
     with pytest.raises(AuditUnavailable):
-        log.write(record(), durable=True)
+        log.write_now(record(), durable=True)
 
 
 @pytest.mark.parametrize(
@@ -106,18 +106,19 @@ def test_a_file_sink_in_an_unwritable_place_fails_loudly(tmp_path: Path) -> None
 def test_ids_are_audited_as_given_unless_long_or_secret(given: str, audited: str) -> None:
     sink = ListSink()
 
-    AuditLog(sink).write(record(project_id=given, build_id=given, job_id=given), durable=False)
+    AuditLog(sink).write_now(record(project_id=given, build_id=given, job_id=given), durable=False)
 
     [line] = sink.records
     assert (line["project_id"], line["build_id"], line["job_id"]) == (audited, audited, audited)
 
 
-def test_a_record_that_cannot_be_written_after_a_decision_goes_to_the_error_log(
+@pytest.mark.anyio
+async def test_a_record_that_cannot_be_written_after_a_decision_goes_to_the_error_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = AuditLog(BrokenSink())
 
-    log.write_or_log(record(outcome="success", job_id="ib_mcp_" + "cd" * 24), durable=True)
+    await log.write_or_log(record(outcome="success", job_id="ib_mcp_" + "cd" * 24), durable=True)
 
     [logged] = [r for r in caplog.records if r.name == "mcp_ci_tools.audit"]
     assert logged.levelname == "ERROR"
@@ -131,8 +132,8 @@ def test_each_record_carries_the_current_trace_id_and_reaches_every_observer() -
     trace = iter(["0af7651916cd43dd8448eb211c80319c", None])
     log = AuditLog(sink, trace_id=lambda: next(trace), observers=[seen.append])
 
-    log.write(record(confirmation="elicited"), durable=True)
-    log.write(record(request_id="r-2"), durable=True)
+    log.write_now(record(confirmation="elicited"), durable=True)
+    log.write_now(record(request_id="r-2"), durable=True)
 
     first, second = (json.loads(line) for line in sink.lines)
     assert first["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
@@ -147,7 +148,7 @@ def test_an_observer_that_fails_does_not_stop_the_record_or_the_others() -> None
     def broken(_: AuditRecord) -> None:
         raise RuntimeError("metrics down")
 
-    AuditLog(sink, observers=[broken, seen.append]).write(record(), durable=True)
+    AuditLog(sink, observers=[broken, seen.append]).write_now(record(), durable=True)
 
     assert len(sink.lines) == 1
     assert [r.request_id for r in seen] == ["r-1"]
@@ -156,5 +157,5 @@ def test_an_observer_that_fails_does_not_stop_the_record_or_the_others() -> None
 def test_a_record_the_sink_refused_is_still_observed() -> None:
     seen: list[AuditRecord] = []
     with pytest.raises(AuditUnavailable):
-        AuditLog(BrokenSink(), observers=[seen.append]).write(record(), durable=True)
+        AuditLog(BrokenSink(), observers=[seen.append]).write_now(record(), durable=True)
     assert len(seen) == 1

@@ -38,7 +38,7 @@ def write(path: Path, *request_ids: str, sink: JsonlFileSink | None = None) -> J
     sink = sink or JsonlFileSink(path)
     log = AuditLog(sink)
     for request_id in request_ids:
-        log.write(record(request_id), durable=False)
+        log.write_now(record(request_id), durable=False)
     return sink
 
 
@@ -201,9 +201,9 @@ def test_standard_output_lines_are_chained_too(tmp_path: Path) -> None:
     try:
         log = AuditLog(StdoutSink(fd))
         for request_id in ("a", "b", "c"):
-            log.write(record(request_id), durable=True)
+            log.write_now(record(request_id), durable=True)
         restarted = AuditLog(StdoutSink(fd))  # a pipe cannot be read back: a new process starts a new chain
-        restarted.write(record("d"), durable=True)
+        restarted.write_now(record("d"), durable=True)
     finally:
         os.close(fd)
 
@@ -324,9 +324,9 @@ def test_a_torn_line_the_server_repaired_is_a_note_not_a_problem(tmp_path: Path)
 def test_an_attempt_without_its_result_is_reported_as_a_crash_mid_call(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(JsonlFileSink(path))
-    log.write(record("done", event="attempt", build_id="b-1"), durable=True)
-    log.write(record("done", build_id="b-1"), durable=True)
-    log.write(record("cut", event="attempt", build_id="b-2"), durable=True)
+    log.write_now(record("done", event="attempt", build_id="b-1"), durable=True)
+    log.write_now(record("done", build_id="b-1"), durable=True)
+    log.write_now(record("cut", event="attempt", build_id="b-2"), durable=True)
 
     verdict = verify([path])
 
@@ -378,7 +378,7 @@ def test_a_long_trail_is_verified_line_by_line_not_held_in_memory(tmp_path: Path
     sink = JsonlFileSink(path)
     log = AuditLog(sink)
     for n in range(10_000):
-        log.write(record(f"r-{n}", build_id="b" * 36), durable=False)
+        log.write_now(record(f"r-{n}", build_id="b" * 36), durable=False)
     size = path.stat().st_size
 
     tracemalloc.start()

@@ -72,7 +72,7 @@ def replicas(tmp_path: Path) -> tuple[Path, Path]:
         (one, record(ALICE, "rerun_job", "r4", event="attempt", job_id=JOB)),
     ]
     for path, step in steps:
-        logs[path].write(step, durable=False)
+        logs[path].write_now(step, durable=False)
         clock.now += 1
     return one, two
 

@@ -86,12 +86,12 @@ def test_a_write_that_fills_the_disk_mid_line_leaves_no_part_of_it(tmp_path: Pat
     path = tmp_path / "audit.jsonl"
     write = FillsUpOnce()
     log = AuditLog(JsonlFileSink(path, write=write))
-    log.write(record("a"), durable=True)
+    log.write_now(record("a"), durable=True)
 
     write.armed = True
     with pytest.raises(AuditUnavailable, match="No space left on device"):
-        log.write(record("b"), durable=True)
-    log.write(record("c"), durable=True)
+        log.write_now(record("b"), durable=True)
+    log.write_now(record("c"), durable=True)
 
     assert request_ids(path) == ["a", "c"]
     assert not (tmp_path / "audit.jsonl.torn").exists()
@@ -99,11 +99,11 @@ def test_a_write_that_fills_the_disk_mid_line_leaves_no_part_of_it(tmp_path: Pat
 
 def test_a_short_write_followed_by_a_full_disk_leaves_no_part_of_the_line(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
-    AuditLog(JsonlFileSink(path)).write(record("a"), durable=True)
+    AuditLog(JsonlFileSink(path)).write_now(record("a"), durable=True)
 
     with pytest.raises(AuditUnavailable):
-        AuditLog(JsonlFileSink(path, write=ShortThenFull())).write(record("b"), durable=False)
-    AuditLog(JsonlFileSink(path)).write(record("c"), durable=False)
+        AuditLog(JsonlFileSink(path, write=ShortThenFull())).write_now(record("b"), durable=False)
+    AuditLog(JsonlFileSink(path)).write_now(record("c"), durable=False)
 
     assert request_ids(path) == ["a", "c"]
 
@@ -135,7 +135,7 @@ def test_a_real_disk_that_fills_and_is_freed_keeps_every_line_whole(tiny_disk: P
     refused: list[str] = []
     for n in range(400):
         try:
-            log.write(record(f"r{n:03}", padding=80), durable=True)
+            log.write_now(record(f"r{n:03}", padding=80), durable=True)
         except AuditUnavailable:
             refused.append(f"r{n:03}")
         else:
@@ -143,7 +143,7 @@ def test_a_real_disk_that_fills_and_is_freed_keeps_every_line_whole(tiny_disk: P
 
     assert written and refused  # the disk did fill up
     ballast.unlink()  # the operator frees space
-    log.write(record("after", padding=80), durable=True)
+    log.write_now(record("after", padding=80), durable=True)
 
     assert request_ids(path) == [*written, "after"]  # every line parses; every completed record is there
     assert not (tiny_disk / "audit.jsonl.torn").exists()
@@ -155,7 +155,7 @@ def test_concurrent_writers_in_threads_and_two_sinks_never_interleave(tmp_path: 
 
     def writer(n: int) -> None:
         for i in range(40):
-            logs[n % 2].write(record(f"{n}-{i}", padding=3000), durable=False)
+            logs[n % 2].write_now(record(f"{n}-{i}", padding=3000), durable=False)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
     for thread in threads:
@@ -172,12 +172,12 @@ def test_concurrent_writers_in_threads_and_two_sinks_never_interleave(tmp_path: 
 def test_a_torn_tail_from_another_process_is_kept_as_a_torn_record_at_the_next_write(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(JsonlFileSink(path, clock=FakeClock(1_800_000_000.5)), clock=FakeClock())
-    log.write(record("a"), durable=True)
+    log.write_now(record("a"), durable=True)
     offset = path.stat().st_size
     with path.open("ab") as other_process:
         other_process.write(TORN.encode())
 
-    log.write(record("b"), durable=True)
+    log.write_now(record("b"), durable=True)
 
     first, torn, last = lines_of(path)
     written = path.read_bytes().splitlines()
@@ -217,7 +217,7 @@ def test_a_whole_record_that_only_lacks_its_newline_stays_as_it_is(tmp_path: Pat
     path.write_bytes(b'{"request_id":"a"}')
     path.chmod(0o600)
 
-    AuditLog(JsonlFileSink(path)).write(record("b"), durable=True)
+    AuditLog(JsonlFileSink(path)).write_now(record("b"), durable=True)
 
     assert request_ids(path) == ["a", "b"]
     assert not (tmp_path / "audit.jsonl.torn").exists()
@@ -231,7 +231,7 @@ def test_a_file_of_one_fragment_and_an_interrupted_earlier_copy_are_both_repaire
     quarantine.write_bytes(b'{"event":"torn","offset":0,"bytes":1,"fragm')  # a copy cut short by a crash
     quarantine.chmod(0o600)
 
-    AuditLog(JsonlFileSink(path)).write(record("a"), durable=True)
+    AuditLog(JsonlFileSink(path)).write_now(record("a"), durable=True)
 
     [torn, written] = lines_of(path)
     assert (torn["offset"], base64.b64decode(torn["fragment_b64"]), written["request_id"]) == (0, b"{", "a")
@@ -248,10 +248,10 @@ def test_a_torn_tail_that_cannot_be_copied_for_lack_of_space_stays_and_the_write
     write.armed = True  # the copy to audit.jsonl.torn is the first write and fails
 
     with pytest.raises(AuditUnavailable, match="No space left on device"):
-        AuditLog(JsonlFileSink(path, write=write)).write(record("b"), durable=True)
+        AuditLog(JsonlFileSink(path, write=write)).write_now(record("b"), durable=True)
 
     assert path.read_bytes() == b'{"request_id":"a"}\n' + TORN.encode()  # untouched: nothing lost
-    AuditLog(JsonlFileSink(path)).write(record("b"), durable=True)
+    AuditLog(JsonlFileSink(path)).write_now(record("b"), durable=True)
     assert [line.get("event") for line in lines_of(path)] == [None, "torn", "attempt"]
 
 
@@ -261,7 +261,7 @@ def test_a_tail_too_long_to_be_an_audit_line_is_refused(tmp_path: Path) -> None:
     path.chmod(0o600)
 
     with pytest.raises(AuditUnavailable, match=r"MCP_CI_AUDIT_LOG .* without a newline"):
-        AuditLog(JsonlFileSink(path)).write(record("a"), durable=True)
+        AuditLog(JsonlFileSink(path)).write_now(record("a"), durable=True)
     assert path.stat().st_size == 1024 * 1024 + 1
 
 
@@ -270,7 +270,7 @@ def test_a_tail_too_long_to_be_an_audit_line_is_refused(tmp_path: Path) -> None:
 
 def refused(path: Path) -> str:
     with pytest.raises(AuditUnavailable) as caught:
-        AuditLog(JsonlFileSink(path)).write(record("a"), durable=True)
+        AuditLog(JsonlFileSink(path)).write_now(record("a"), durable=True)
     message = str(caught.value)
     assert f"MCP_CI_AUDIT_LOG {path}" in message
     return message
@@ -354,14 +354,14 @@ def test_a_directory_others_can_write_is_refused_unless_sticky(tmp_path: Path) -
     assert not (shared / "audit.jsonl").exists()
 
     shared.chmod(0o1777)  # like /tmp: others cannot replace or delete this user's file
-    AuditLog(JsonlFileSink(shared / "audit.jsonl")).write(record("a"), durable=True)
+    AuditLog(JsonlFileSink(shared / "audit.jsonl")).write_now(record("a"), durable=True)
     assert request_ids(shared / "audit.jsonl") == ["a"]
 
 
 def test_a_new_file_is_private_in_a_private_directory(tmp_path: Path) -> None:
     path = tmp_path / "state" / "audit.jsonl"
 
-    AuditLog(JsonlFileSink(path)).write(record("a"), durable=True)
+    AuditLog(JsonlFileSink(path)).write_now(record("a"), durable=True)
 
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700

@@ -212,8 +212,8 @@ def test_unknown_label_values_are_reported_as_other() -> None:
         outcome="denied",
         reason="InfraBox said: no",
     )
-    log.write(record, durable=False)
-    log.write(AuditRecord(**{**record.__dict__, "event": "attempt"}), durable=False)  # not a call
+    log.write_now(record, durable=False)
+    log.write_now(AuditRecord(**{**record.__dict__, "event": "attempt"}), durable=False)  # not a call
     metrics.observe_operation("x/" + PROJECT_ID, "evil", "-1", 0.1)
     metrics.observe_infrabox("/api/v1/mcp/projects/" + PROJECT_ID, "PATCH", 999, 0.1)
 
