@@ -9,6 +9,15 @@ from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import BuildAborted, BuildRestarted, InfraBoxClient
 from mcp_ci_tools.tools._args import BuildId, ProjectId
+from mcp_ci_tools.tools._attempts import (
+    ALL_COUNTS,
+    CURRENT_COUNTS,
+    HISTORY,
+    JobHistory,
+    current_counts,
+    group_attempts,
+    histories,
+)
 from mcp_ci_tools.tools._confirm import Confirmation, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._host import ToolHost
@@ -23,6 +32,7 @@ from mcp_ci_tools.tools._views import (
     clip,
     fit,
     job_views,
+    rendered_size,
     state_counts,
 )
 
@@ -71,8 +81,10 @@ class ListBuildsResult(BaseModel):
 class GetBuildResult(BaseModel):
     project_id: str
     build: BuildView
-    state_counts: dict[str, int] = Field(description="jobs per state, over ALL jobs of the build")
-    jobs_total: int
+    state_counts: dict[str, int] = Field(description=CURRENT_COUNTS)
+    all_attempts_state_counts: dict[str, int] = Field(description=ALL_COUNTS)
+    jobs_total: int = Field(description="job rows, every attempt included")
+    job_history: list[JobHistory] = Field(description=HISTORY)
     jobs: list[JobView] = Field(
         description="problem jobs first (failure, error, unstable, killed, active), then the rest"
     )
@@ -175,13 +187,18 @@ def register_reads(server: ToolHost, deps: Deps) -> None:
     async def get_build(project_id: ProjectId, build_id: BuildId) -> GetBuildResult:
         async def fetch(call: ReadCall) -> GetBuildResult:
             build, jobs, ordered = await build_with_jobs(deps, call)
-            views = fit(job_views(ordered, deps.clock(), build_jobs=jobs.items), MAX_OUTPUT_BYTES - 6_000)
+            groups = group_attempts(jobs.items)
+            history = fit(histories(groups), 20_000)
+            room = MAX_OUTPUT_BYTES - 6_000 - sum(rendered_size(h, 2) for h in history)
+            views = fit(job_views(ordered, deps.clock(), build_jobs=jobs.items), room)
             total = max(jobs.total or 0, len(jobs.items))
             return GetBuildResult(
                 project_id=project_id,
                 build=BuildView.of(build),
-                state_counts=state_counts(jobs.items),
+                state_counts=current_counts(groups),
+                all_attempts_state_counts=state_counts(jobs.items),
                 jobs_total=total,
+                job_history=history,
                 jobs=views,
                 jobs_shown=len(views),
                 truncated=len(views) < total,
