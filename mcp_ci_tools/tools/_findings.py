@@ -125,7 +125,7 @@ def _suggestion(problems: list[ProblemJob], counts: dict[str, int]) -> str:
     if not problems:
         if any(counts.get(state) for state in ACTIVE_STATES):
             return "Nothing has failed yet; jobs are still active. Check again later with get_build."
-        return "No job failed. Nothing to restart."
+        return "No job is failing now. Nothing to restart."
     first = problems[0].job
     verdict = problems[0].classification
     if verdict is not None and verdict.kind == "deterministic_suspect":

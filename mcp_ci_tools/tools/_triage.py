@@ -225,7 +225,7 @@ def classify(
         return Classification(
             kind="infrastructure",
             evidence=[f"{m.pattern.name}: {clip(m.line, _EVIDENCE_CHARS)}" for m in matches],
-            advice=f"{ADVICE['infrastructure']} Here: {matches[0].pattern.advice}.",
+            advice=f"Not the code: {matches[0].pattern.advice}.",
             note=None,
         )
     notes: list[str] = []
@@ -248,7 +248,9 @@ def classify(
                 )
             elif (earlier and len(failed_in) == len(earlier)) or failed_before:
                 where = [*failed_in, *failed_before]
-                deterministic.append(f"test {_test(key)} failed in {latest.name} and in {', '.join(where)}")
+                deterministic.append(
+                    f"test {_test(key)} fails now ({latest.name}) and failed in {', '.join(where)}"
+                )
         if any(runs.get(j.id) is None for j in earlier):
             notes.append("tests of some earlier attempts were not read")
     else:
@@ -272,9 +274,11 @@ def classify(
         kind, evidence = "flaky_suspect", flaky
     else:
         kind, evidence = "unknown", []
+        notes.insert(0, "no infrastructure pattern in the message or log")
         if not earlier and not related:
             notes.append("no retry and no other build of the commit or branch to compare with")
-        notes.insert(0, "no infrastructure pattern in the message or log; no repeated or passing test")
+        else:
+            notes.append("no retry or other build showed the same test failing or passing")
     notes.extend(related_notes if kind == "unknown" else ())
     return Classification(
         kind=kind,

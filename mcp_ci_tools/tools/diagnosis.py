@@ -96,7 +96,9 @@ def register(server: ToolHost, deps: Deps) -> None:
             "START HERE when a build is red. One call answers why it failed and what can be done: jobs per "
             "state, then the failed/error/unstable/killed jobs first with their messages, failed tests, a short "
             "masked log tail each, and which actions (restart_job, rerun_job, abort_job) InfraBox would accept, "
-            "plus a suggested next step. Fetches at most 10 logs and 30 test lists, and says what it left out."
+            "plus a suggested next step. Retries count by their latest attempt; each failure is classified "
+            "(infrastructure, flaky/deterministic suspect, unknown) with evidence. Reads are bounded; it says what it "
+            "left out."
         ),
         annotations=read_annotations("Diagnose InfraBox build"),
     )
