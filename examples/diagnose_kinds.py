@@ -13,7 +13,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -52,7 +52,7 @@ def digest(content: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def diagnose_all(url: str, home: Path) -> dict[str, dict[str, Any]]:
+async def diagnose_all(url: str, home: Path, errlog: TextIO) -> dict[str, dict[str, Any]]:
     env = {
         "PATH": "",
         "HOME": str(home),
@@ -62,21 +62,23 @@ async def diagnose_all(url: str, home: Path) -> dict[str, dict[str, Any]]:
     }
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_ci_tools"], env=env)
     found: dict[str, dict[str, Any]] = {}
-    with open(home / "server.log", "w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog)) as client:
-            for case, (project_id, build_id) in CASES.items():
-                result = await client.call_tool(
-                    "diagnose_build", {"project_id": project_id, "build_id": build_id}
-                )
-                found[case] = digest(result.structured_content or {})
+    async with Client(stdio_client(params, errlog=errlog)) as client:
+        for case, (project_id, build_id) in CASES.items():
+            result = await client.call_tool(
+                "diagnose_build", {"project_id": project_id, "build_id": build_id}
+            )
+            found[case] = digest(result.structured_content or {})
     return found
 
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        with start_in_thread(home / "sandbox.sqlite3", job_duration_s=0, tick_interval_s=0.05) as sandbox:
-            found = await diagnose_all(sandbox.url, home)
+        with (
+            open(home / "server.log", "w") as errlog,  # noqa: ASYNC230 - before the session, not during
+            start_in_thread(home / "sandbox.sqlite3", job_duration_s=0, tick_interval_s=0.05) as sandbox,
+        ):
+            found = await diagnose_all(sandbox.url, home, errlog)
     print(json.dumps(found, indent=2, ensure_ascii=False))
 
 

@@ -244,7 +244,7 @@ def classify(
             failed_before = [r.label for r in related if key in _failed(_runs_there(r, group))]
             if passed_in:
                 flaky.append(
-                    f"test {_test(key)} failed in {latest.name} but passed in {', '.join(passed_in)}"
+                    f"test {_test(key)} fails now ({latest.name}) but passed in {', '.join(passed_in)}"
                 )
             elif (earlier and len(failed_in) == len(earlier)) or failed_before:
                 where = [*failed_in, *failed_before]
