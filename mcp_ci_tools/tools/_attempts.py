@@ -32,6 +32,7 @@ __all__ = [
     "group_attempts",
     "histories",
     "recovered_names",
+    "superseded_ids",
 ]
 
 CURRENT_COUNTS = "jobs per state NOW: each job's latest attempt (a retried job counts once)"
@@ -155,3 +156,8 @@ def histories(groups: Iterable[JobGroup]) -> list[JobHistory]:
 
 def recovered_names(groups: Iterable[JobGroup]) -> list[str]:
     return [clip(g.name, 200) or "?" for g in groups if g.recovered]
+
+
+def superseded_ids(groups: Iterable[JobGroup]) -> set[str]:
+    """Ids of attempts that have a newer attempt: InfraBox refuses to restart or rerun them."""
+    return {job.id for g in groups for job in g.jobs[:-1]}

@@ -226,7 +226,7 @@ def classify(
             kind="infrastructure",
             evidence=[f"{m.pattern.name}: {clip(m.line, _EVIDENCE_CHARS)}" for m in matches],
             advice=f"Not the code: {matches[0].pattern.advice}.",
-            note=None,
+            note=None if log_text is not None else f"log not scanned ({log_note or 'not fetched'})",
         )
     notes: list[str] = []
     if log_text is None:

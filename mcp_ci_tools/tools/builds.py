@@ -17,6 +17,7 @@ from mcp_ci_tools.tools._attempts import (
     current_counts,
     group_attempts,
     histories,
+    superseded_ids,
 )
 from mcp_ci_tools.tools._confirm import Confirmation, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
@@ -190,7 +191,10 @@ def register_reads(server: ToolHost, deps: Deps) -> None:
             groups = group_attempts(jobs.items)
             history = fit(histories(groups), 20_000)
             room = MAX_OUTPUT_BYTES - 6_000 - sum(rendered_size(h, 2) for h in history)
-            views = fit(job_views(ordered, deps.clock(), build_jobs=jobs.items), room)
+            views = fit(
+                job_views(ordered, deps.clock(), build_jobs=jobs.items, superseded=superseded_ids(groups)),
+                room,
+            )
             total = max(jobs.total or 0, len(jobs.items))
             return GetBuildResult(
                 project_id=project_id,

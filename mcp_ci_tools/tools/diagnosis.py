@@ -22,6 +22,7 @@ from mcp_ci_tools.tools._attempts import (
     group_attempts,
     histories,
     recovered_names,
+    superseded_ids,
 )
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._findings import (
@@ -188,7 +189,9 @@ def register(server: ToolHost, deps: Deps) -> None:
             left_out.extend(related_notes)
 
             now = deps.clock()
-            views = {v.id: v for v in job_views(ordered, now, build_jobs=jobs)}
+            views = {
+                v.id: v for v in job_views(ordered, now, build_jobs=jobs, superseded=superseded_ids(groups))
+            }
             problem_views = []
             for g in failing:
                 job = g.latest

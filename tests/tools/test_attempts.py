@@ -121,6 +121,10 @@ async def test_failed_then_retried_green_is_recovered_not_a_current_failure(make
             "finished",
             False,
         )
+    views = {j["name"]: j for j in got["jobs"]}
+    assert (views["test"]["actions"]["rerun"], views["test"]["actions"]["restart"]) == ("no", "no")
+    assert "act on its newest clone" in views["test"]["actions"]["reasons"]["rerun"]
+    assert views["test.1"]["actions"]["rerun"] != "no"
     assert diagnosed["problem_jobs"] == []
     assert diagnosed["flaky_suspect_tests"] == [
         {
