@@ -63,16 +63,25 @@ class Look:
     jobs: list[Job]
 
     @property
+    def current(self) -> list[Job]:
+        """Each job's latest attempt: a restarted original left queued never runs, and is not waited for."""
+        return [group.latest for group in group_attempts(self.jobs)]
+
+    @property
+    def total(self) -> int:
+        return len(self.current)
+
+    @property
     def done(self) -> int:
-        return sum(job.state in TERMINAL_STATES for job in self.jobs)
+        return sum(job.state in TERMINAL_STATES for job in self.current)
 
     @property
     def ended(self) -> bool:
-        return bool(self.jobs) and not any(job.state in ACTIVE_STATES for job in self.jobs)
+        return bool(self.jobs) and not any(job.state in ACTIVE_STATES for job in self.current)
 
     @property
     def message(self) -> str:
-        return f"{self.done} of {len(self.jobs)} jobs ended; build {clip(self.build.status, 40)}"
+        return f"{self.done} of {self.total} jobs ended; build {clip(self.build.status, 40)}"
 
 
 async def look(deps: Deps, call: ReadCall) -> Look:
@@ -138,7 +147,7 @@ def conclude(
             failed=bool(failed),
             out_of_budget=out_of_budget,
             done=last.done,
-            total=len(jobs),
+            total=last.total,
             limit=deps.max_wait_s,
         ),
         note=note.strip() if note else None,

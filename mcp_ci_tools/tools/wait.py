@@ -57,7 +57,7 @@ def register(server: ToolHost, deps: Deps) -> None:
             while True:
                 last = await look(deps, call)
                 polls += 1
-                await ctx.report_progress(last.done, len(last.jobs), last.message)
+                await ctx.report_progress(last.done, last.total, last.message)
                 remaining = deadline - deps.clock()
                 if last.ended or remaining <= 0:
                     break

@@ -355,3 +355,25 @@ async def test_other_builds_are_bounded(make_server, connect, infrabox):
     assert read.call_count == 3
     assert "other builds: only 3 of the branch were compared" in content["left_out"]
     assert content["problem_jobs"][0]["classification"]["kind"] == "unknown"
+
+
+async def test_wait_for_build_does_not_wait_for_a_restarted_original_left_queued(
+    make_server, connect, infrabox
+):
+    # restart_job accepts queued dependents: their clones replace them and the originals never run
+    jobs = [
+        job(1, "build", "finished"),
+        job(2, "deploy", "queued"),
+        job(3, "deploy.1", "finished"),
+        job(4, "test", "failure"),
+        job(5, "test.1", "finished"),
+    ]
+    mock(infrabox, jobs)
+    client = await connect(make_server())
+
+    content = (await client.call_tool("wait_for_build", ARGS)).structured_content
+
+    assert (content["ended"], content["timed_out"], content["polls"]) == (True, False, 1)
+    assert content["state_counts"] == {"finished": 3}
+    assert content["all_attempts_state_counts"] == {"failure": 1, "finished": 3, "queued": 1}
+    assert content["failed_jobs"] == [] and content["next_step"] is None
