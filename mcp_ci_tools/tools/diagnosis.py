@@ -222,7 +222,12 @@ def register(server: ToolHost, deps: Deps) -> None:
             shown_problems = fit(problem_views, MAX_OUTPUT_BYTES * 6 // 10)
             current_ids = {j.id for j in problems}
             others = [views[j.id] for j in ordered if j.id not in current_ids]
-            history = histories(groups)
+            every_history = histories(groups)
+            history = fit(every_history, 20_000)
+            if len(history) < len(every_history):
+                left_out.append(
+                    f"the history of {len(every_history) - len(history)} retried job(s) (20 kB cap)"
+                )
             flaky = flaky_tests(groups, runs)[:_MAX_FLAKY]
             used = sum(rendered_size(p, 2) for p in shown_problems)
             used += sum(rendered_size(h, 2) for h in history) + sum(rendered_size(f, 2) for f in flaky)

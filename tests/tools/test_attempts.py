@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BUILD_ID, PROJECT_ID
+from tests.conftest import BUILD_ID, PROJECT_ID, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -377,3 +377,22 @@ async def test_wait_for_build_does_not_wait_for_a_restarted_original_left_queued
     assert content["state_counts"] == {"finished": 3}
     assert content["all_attempts_state_counts"] == {"failure": 1, "finished": 3, "queued": 1}
     assert content["failed_jobs"] == [] and content["next_step"] is None
+
+
+async def test_thousands_of_retried_jobs_stay_under_100_kb_and_say_what_was_cut(
+    make_server, connect, infrabox
+):
+    jobs = [job(n, f"shard-{n:04d}", "failure") for n in range(1, 2001)]
+    jobs += [job(10_000 + n, f"shard-{n:04d}.1", "finished") for n in range(1, 2001)]
+    mock(infrabox, jobs)
+    client = await connect(make_server())
+
+    seen = {}
+    for tool in ("get_build", "diagnose_build", "wait_for_build"):
+        result = await client.call_tool(tool, ARGS)
+        seen[tool] = content = result.structured_content
+        assert len(text_of(result).encode()) < 100_000, tool
+        assert content["state_counts"] == {"finished": 2000}, tool
+        assert 0 < len(content["job_history"]) < 2000, tool
+    cut = 2000 - len(seen["diagnose_build"]["job_history"])
+    assert f"the history of {cut} retried job(s) (20 kB cap)" in seen["diagnose_build"]["left_out"]
