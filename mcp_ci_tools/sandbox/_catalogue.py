@@ -4,7 +4,13 @@ Projects (alice, bob and carol collaborate on the first two; infra-terraform is 
   payments-service  #41 main green · #42 feature/refund-api failed (test failed → deploy skipped)
                     #43 release/2.4 unstable (failed tests) · #44 main running (test running, deploy queued)
   web-frontend      #16 renovate/eslint-9 error · #17 main green · #18 feature/dark-mode running (e2e)
-  infra-terraform   #7 main green · #8 feature/vpc-peering failed
+                    and one build per failure kind diagnose_build tells apart (older, so #44 stays newest):
+                    #36 feature/ledger-export failed, its restart (same commit) green: flaky_suspect
+                    #37, #38 feature/fx-rates: the same test fails on both: deterministic_suspect
+                    #39 feature/batch-import: test killed, exit code 137: infrastructure
+                    #40 feature/idempotency: test failed, test.1 passed, deploy skipped → deploy.1 ran:
+                    recovered on retry
+  infra-terraform   #7 main green · #8 feature/vpc-peering failed (nothing to compare with: unknown)
 Failing tests pass when their job is restarted or rerun (they are flaky), so a restart really turns green.
 Every id is fixed (see `SeedIds`), so a demo script can name them.
 """
@@ -45,6 +51,16 @@ class SeedIds:
     frontend_running_build: str = uid("b1000000", 1018)  # web-frontend #18
     frontend_e2e_job: str = uid("c1000000", 101804)  # running: abort_job
     infra_failed_build: str = uid("b1000000", 2008)  # infra-terraform #8
+    # One build per failure kind of diagnose_build, and a failure that recovered on retry.
+    flaky_build: str = uid("b1000000", 36)  # payments #36: test failed; its restart passed
+    flaky_rebuild: str = uid("b1000000", 3601)  # payments #36 restart 1 (same commit): green
+    deterministic_previous_build: str = uid("b1000000", 37)  # payments #37: test_fx_rate… failed
+    deterministic_build: str = uid("b1000000", 38)  # payments #38: the same test failed again
+    infrastructure_build: str = uid("b1000000", 39)  # payments #39: test killed (exit code 137)
+    recovered_build: str = uid("b1000000", 40)  # payments #40: test failed, test.1 passed
+    recovered_failed_job: str = uid("c1000000", 4003)  # test (restarted): failure
+    recovered_retry_job: str = uid("c1000000", 4013)  # test.1: finished
+    unknown_build: str = uid("b1000000", 2008)  # the same build as infra_failed_build
 
 
 SEED = SeedIds()
@@ -79,6 +95,8 @@ class SeedJob:
     needs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     type: str = "run_project_container"
     took: float = 60.0
+    restarted: bool = False  # restart_job or rerun_job cloned it (its clone is in the same build)
+    clone: bool = False  # a `name.N` clone: not in the seed job's matrix
 
 
 def _flaky(definition: dict[str, Any], passing: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +267,7 @@ class SeedBuild:
     branch: str
     age_s: float
     jobs: list[SeedJob]
+    restart_counter: int = 0
 
     @property
     def commit(self) -> str:
@@ -261,6 +280,158 @@ def _payments(
     jobs = _payments_jobs(number, _commit(SEED.payments, number), subject, test=test, states=states)
     return SeedBuild(SEED.payments, build_id, number, branch, age_s, jobs)
 
+
+def _pytest_job(
+    n: int, name: str, state: str, failed: list[_seedtext.FailedTest], suite: str, **extra: Any
+) -> SeedJob:
+    log = _seedtext.pytest_log(
+        [(suite.replace(".", "/") + ".py", f["name"], f["message"]) for f in failed], 146, 40.2
+    )
+    passed = _PASSED + extra.pop("passing", [])
+    definition = {"outcome": state, "log": log, "testruns": _seedtext.pytest_results(failed, passed, suite)}
+    if failed and state == "failure":
+        definition["message"] = "Container exited with code 1"
+    needs = (("build", ("finished",)),) if "needs" not in extra else extra.pop("needs")
+    return SeedJob(n, name, state, definition, needs, took=180, **extra)
+
+
+def _kind_build(
+    build_id: str,
+    number: int,
+    branch: str,
+    age_s: float,
+    tests: list[SeedJob],
+    deploys: list[tuple[int, str, str, str, bool, bool]],
+    restart_counter: int = 0,
+) -> SeedBuild:
+    commit = _commit(SEED.payments, number)
+    jobs = [
+        SeedJob(
+            2,
+            "build",
+            "finished",
+            {"log": _seedtext.docker_build_log("payments-service", number, commit, branch)},
+            took=95,
+        ),
+        *tests,
+    ]
+    for n, name, state, parent, restarted, clone in deploys:
+        jobs.append(
+            SeedJob(
+                n,
+                name,
+                state,
+                {"log": _seedtext.deploy_log("staging", number)},
+                ((parent, ("finished",)),),
+                took=70,
+                restarted=restarted,
+                clone=clone,
+            )
+        )
+    return SeedBuild(SEED.payments, build_id, number, branch, age_s, jobs, restart_counter)
+
+
+_LEDGER_FAILURE: _seedtext.FailedTest = {
+    "name": "test_ledger_export_streams_rows_in_order",
+    "duration": 1840,
+    "message": "AssertionError: row 1022 before row 1021 (worker pool finished out of order)",
+    "stack": "tests/test_ledger.py:64: in test_ledger_export_streams_rows_in_order\n"
+    "    assert [r.seq for r in rows] == sorted(r.seq for r in rows)\n"
+    "E   AssertionError: row 1022 before row 1021 (worker pool finished out of order)",
+}
+_FX_FAILURE: _seedtext.FailedTest = {
+    "name": "test_fx_rate_rounds_to_four_places",
+    "duration": 12,
+    "message": "AssertionError: assert Decimal('1.08345') == Decimal('1.0835')",
+    "stack": "tests/test_fx.py:23: in test_fx_rate_rounds_to_four_places\n"
+    '    assert rate("EUR", "USD") == Decimal("1.0835")\n'
+    "E   AssertionError: assert Decimal('1.08345') == Decimal('1.0835')",
+}
+_IDEMPOTENCY_FAILURE: _seedtext.FailedTest = {
+    "name": "test_idempotency_key_reuse_returns_first_charge",
+    "duration": 5003,
+    "message": "TimeoutError: redis lock not acquired within 5 s",
+    "stack": "payments/idempotency.py:30: in acquire\n"
+    '    raise TimeoutError("redis lock not acquired within 5 s")\n'
+    "E   TimeoutError: redis lock not acquired within 5 s",
+}
+_KILLED_TESTS = {
+    "outcome": "error",
+    "message": "Container exited with code 137 (OOMKilled)",
+    "log": [
+        "+ pytest -q tests/test_import.py",
+        "============================= test session starts ==============================",
+        "collected 58 items",
+        "tests/test_import.py ..................                                  [ 31%]",
+        "/bin/sh: line 1:    57 Killed                  pytest -q tests/test_import.py",
+        "Container exited with code 137",
+    ],
+}
+
+_KIND_BUILDS = [
+    _kind_build(
+        SEED.flaky_build,
+        36,
+        "feature/ledger-export",
+        30000,
+        [_pytest_job(3, "test", "failure", [_LEDGER_FAILURE], "tests.test_ledger")],
+        [(4, "deploy", "skipped", "test", False, False)],
+    ),
+    _kind_build(
+        SEED.flaky_rebuild,
+        36,
+        "feature/ledger-export",
+        29000,
+        [_pytest_job(3, "test", "finished", [], "tests.test_ledger", passing=[_LEDGER_FAILURE["name"]])],
+        [(4, "deploy", "finished", "test", False, False)],
+        restart_counter=1,
+    ),
+    _kind_build(
+        SEED.deterministic_previous_build,
+        37,
+        "feature/fx-rates",
+        28000,
+        [_pytest_job(3, "test", "failure", [_FX_FAILURE], "tests.test_fx")],
+        [(4, "deploy", "skipped", "test", False, False)],
+    ),
+    _kind_build(
+        SEED.deterministic_build,
+        38,
+        "feature/fx-rates",
+        26000,
+        [_pytest_job(3, "test", "failure", [_FX_FAILURE], "tests.test_fx")],
+        [(4, "deploy", "skipped", "test", False, False)],
+    ),
+    _kind_build(
+        SEED.infrastructure_build,
+        39,
+        "feature/batch-import",
+        24000,
+        [SeedJob(3, "test", "error", _KILLED_TESTS, (("build", ("finished",)),), took=240)],
+        [(4, "deploy", "skipped", "test", False, False)],
+    ),
+    _kind_build(
+        SEED.recovered_build,
+        40,
+        "feature/idempotency",
+        22000,
+        [
+            _pytest_job(
+                3, "test", "failure", [_IDEMPOTENCY_FAILURE], "tests.test_idempotency", restarted=True
+            ),
+            _pytest_job(
+                13,
+                "test.1",
+                "finished",
+                [],
+                "tests.test_idempotency",
+                clone=True,
+                passing=[_IDEMPOTENCY_FAILURE["name"]],
+            ),
+        ],
+        [(4, "deploy", "skipped", "test", True, False), (14, "deploy.1", "finished", "test.1", False, True)],
+    ),
+]
 
 BUILDS = [
     _payments(SEED.green_build, 41, "main", 10800, "Bump stripe to 9.6.0", test=_GREEN_TESTS,
@@ -281,4 +452,5 @@ BUILDS = [
            _terraform_jobs({"log": _seedtext.terraform_log()}, "finished", "finished")),
     SeedBuild(SEED.infra, SEED.infra_failed_build, 8, "feature/vpc-peering", 5400,
            _terraform_jobs(_PLAN_FAILED, "failure", "skipped")),
+    *_KIND_BUILDS,
 ]  # fmt: skip

@@ -89,6 +89,7 @@ def _seed_build(conn: sqlite3.Connection, build: SeedBuild, now: float) -> None:
         commit_id=build.commit,
         branch=build.branch,
         created_at=created,
+        restart_counter=build.restart_counter,
     )
     matrix = {
         "jobs": [
@@ -99,6 +100,7 @@ def _seed_build(conn: sqlite3.Connection, build: SeedBuild, now: float) -> None:
                 "dependencies": [{"job": parent, "on": list(on)} for parent, on in job.needs],
             }
             for job in build.jobs
+            if not job.clone
         ]
     }
     db.insert_job(
@@ -113,7 +115,7 @@ def _seed_build(conn: sqlite3.Connection, build: SeedBuild, now: float) -> None:
         start_date=created,
         end_date=created + 3,
         console="Starting job Create Jobs\n"
-        + _jobdef.matrix_log([job.name for job in build.jobs])
+        + _jobdef.matrix_log([job.name for job in build.jobs if not job.clone])
         + "Job finished successfully\n",
         definition=matrix,
     )
@@ -138,6 +140,7 @@ def _insert_seeded(
         "name": job.name,
         "type": job.type,
         "state": job.state,
+        "restarted": job.restarted,
         "created_at": created,
         "dependencies": [
             {"job": parent, "job-id": _job_id(build.build_id, by_name[parent].n), "on": list(on)}

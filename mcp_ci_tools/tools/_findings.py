@@ -14,6 +14,8 @@ from mcp_ci_tools.client import JobLog, TestRun
 from mcp_ci_tools.domain import logtext
 from mcp_ci_tools.domain.states import ACTIVE_STATES, FAILED_TEST_STATES, TERMINAL_STATES
 from mcp_ci_tools.domain.terminal import terminal_safe
+from mcp_ci_tools.tools._attempts import Attempt
+from mcp_ci_tools.tools._triage import Classification
 from mcp_ci_tools.tools._views import BuildView, JobView, clip
 
 __all__ = [
@@ -337,8 +339,8 @@ def with_resource_link(result: BaseModel, uri: str, *, name: str) -> CallToolRes
 
 
 class ProblemJob(BaseModel):
-    job: JobView
-    failed_tests: list[TestView] = Field(description=f"up to {TESTS_PER_JOB} failed tests")
+    job: JobView = Field(description="the job's latest attempt")
+    failed_tests: list[TestView] = Field(description=f"up to {TESTS_PER_JOB} tests failing in that attempt")
     failed_tests_total: int | None = Field(description="null when test results were not fetched")
     log_tail: str | None = Field(
         description="masked end of the console (untrusted CI output); null if not fetched"
@@ -348,14 +350,25 @@ class ProblemJob(BaseModel):
         default=None,
         description="resources/read URI of the job's whole console (paged: get_job_log byte_offset)",
     )
+    attempts: list[Attempt] = Field(default=[], description="all attempts, oldest first, when retried")
+    classification: Classification | None = Field(default=None, description="flaky or real, with evidence")
 
 
 def _suggestion(problems: list[ProblemJob], counts: dict[str, int]) -> str:
     if not problems:
         if any(counts.get(state) for state in ACTIVE_STATES):
             return "Nothing has failed yet; jobs are still active. Check again later with get_build."
-        return "No job failed. Nothing to restart."
+        return "No job is failing now. Nothing to restart."
     first = problems[0].job
+    verdict = problems[0].classification
+    if verdict is not None and verdict.kind == "deterministic_suspect":
+        return f"'{first.name}' looks deterministic: {verdict.advice}"
+    if verdict is not None and verdict.kind == "unknown":
+        return f"Read the log of '{first.name}' first (get_job_log). {_actions_hint(first, counts)}"
+    return _actions_hint(first, counts)
+
+
+def _actions_hint(first: JobView, counts: dict[str, int]) -> str:
     actions = first.actions
     skipped = counts.get("skipped", 0)
     if actions.restart != "no" and skipped:
@@ -371,15 +384,33 @@ def _suggestion(problems: list[ProblemJob], counts: dict[str, int]) -> str:
     return f"'{first.name}' cannot be restarted or rerun now ({reasons}). restart_build starts the whole build again."
 
 
-def summarize(build: BuildView, counts: dict[str, int], problems: list[ProblemJob], total: int) -> str:
-    """The verdict on a build in a few sentences, ending with a suggested next action."""
+def summarize(
+    build: BuildView,
+    counts: dict[str, int],
+    problems: list[ProblemJob],
+    total: int,
+    *,
+    recovered: list[str] | None = None,
+) -> str:
+    """The verdict on a build in a few sentences, ending with a suggested next action.
+
+    `counts` are current counts (each job's latest attempt); `total` counts every attempt; `recovered` names
+    the jobs that failed and then passed on a retry."""
     name = f"Build #{build.build_number}" if build.build_number is not None else f"Build {build.id}"
     branch = f" on {build.branch}" if build.branch else ""
     tally = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no jobs"
-    lines = [f"{name}{branch} is {build.status or 'without a status'}: {total} job(s), {tally}."]
+    jobs = sum(counts.values())
+    retries = f" ({total} attempts with retries)" if total != jobs else ""
+    lines = [f"{name}{branch} is {build.status or 'without a status'}: {jobs} job(s){retries}, now {tally}."]
+    if recovered:
+        names = ", ".join(f"'{n}'" for n in recovered[:5])
+        lines.append(f"Recovered on retry (failed, then passed; not a current failure): {names}.")
     for problem in problems[:3]:
         detail = f": {problem.job.message}" if problem.job.message else ""
         tests = f"; {problem.failed_tests_total} failed test(s)" if problem.failed_tests_total else ""
-        lines.append(f"'{problem.job.name}' is {problem.job.state}{detail}{tests}.")
+        tried = f" after {len(problem.attempts)} attempts" if len(problem.attempts) > 1 else ""
+        lines.append(f"'{problem.job.name}' is {problem.job.state}{tried}{detail}{tests}.")
+        if problem.classification is not None:
+            lines.append(f"Kind: {problem.classification.kind.replace('_', ' ')}.")
     lines.append(_suggestion(problems, counts))
     return " ".join(lines)

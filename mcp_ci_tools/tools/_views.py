@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict
 from typing import TypeVar
 
@@ -136,7 +136,7 @@ class JobView(BaseModel):
     actions: JobActions = Field(description="what restart_job, rerun_job and abort_job would do now")
 
 
-def _actions(job: Job, by_id: dict[str, Job], all_jobs: Sequence[Job] | None) -> JobActions:
+def _actions(job: Job, by_id: dict[str, Job], all_jobs: Sequence[Job] | None, superseded: bool) -> JobActions:
     dependents_states: list[str] | None = None
     parent_states: list[str] | None = None
     if (
@@ -154,14 +154,21 @@ def _actions(job: Job, by_id: dict[str, Job], all_jobs: Sequence[Job] | None) ->
     return possible_actions(
         job.state or "unknown",
         job_type=job.type,
-        restarted=job.restarted,
+        restarted=True if superseded else job.restarted,
         dependents_states=dependents_states,
         parent_states=parent_states,
     )
 
 
-def job_views(jobs: Sequence[Job], now: float, *, build_jobs: Sequence[Job] | None = None) -> list[JobView]:
-    """Views of `jobs`; `build_jobs` (all jobs of their build) lets dependency rules be decided."""
+def job_views(
+    jobs: Sequence[Job],
+    now: float,
+    *,
+    build_jobs: Sequence[Job] | None = None,
+    superseded: Collection[str] = (),
+) -> list[JobView]:
+    """Views of `jobs`; `build_jobs` (all jobs of their build) lets dependency rules be decided; `superseded`
+    are ids of attempts that have a newer clone (restarted, whatever upstream says)."""
     context = build_jobs if build_jobs is not None else None
     by_id = {j.id: j for j in (context or jobs)}
     return [
@@ -171,7 +178,7 @@ def job_views(jobs: Sequence[Job], now: float, *, build_jobs: Sequence[Job] | No
             state=clip(job.state, 40),
             duration_s=duration_s(job.start_date, job.end_date, now),
             message=clip(job.message),
-            actions=_actions(job, by_id, context),
+            actions=_actions(job, by_id, context, job.id in superseded),
         )
         for job in jobs
     ]

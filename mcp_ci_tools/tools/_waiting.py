@@ -11,12 +11,22 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import Build, Job
-from mcp_ci_tools.domain.states import ACTIVE_STATES, PROBLEM_STATES, TERMINAL_STATES
+from mcp_ci_tools.domain.states import ACTIVE_STATES, TERMINAL_STATES
 from mcp_ci_tools.domain.timestamps import epoch_seconds
+from mcp_ci_tools.tools._attempts import (
+    ALL_COUNTS,
+    CURRENT_COUNTS,
+    HISTORY,
+    JobHistory,
+    current_counts,
+    group_attempts,
+    histories,
+    recovered_names,
+)
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._findings import ProblemJob, summarize
 from mcp_ci_tools.tools._read import ReadCall, build_with_jobs
-from mcp_ci_tools.tools._views import BuildView, JobView, clip, job_views, problem_first, state_counts
+from mcp_ci_tools.tools._views import BuildView, JobView, clip, fit, job_views, state_counts
 
 __all__ = ["NEEDS", "Look", "WaitForBuildResult", "conclude", "look", "poll_floor"]
 
@@ -27,18 +37,20 @@ _FIRST_DELAY_S = 2.0
 class WaitForBuildResult(BaseModel):
     project_id: str
     build: BuildView
-    state_counts: dict[str, int]
-    jobs_total: int
+    state_counts: dict[str, int] = Field(description=CURRENT_COUNTS)
+    all_attempts_state_counts: dict[str, int] = Field(description=ALL_COUNTS)
+    jobs_total: int = Field(description="job rows, every attempt included")
+    job_history: list[JobHistory] = Field(description=HISTORY)
     ended: bool = Field(description="every job reached a terminal state")
     timed_out: bool = Field(description="timeout_s passed before the build ended")
     waited_s: float
     polls: int
     running_s: float | None = Field(description="seconds since the build was created; null if unknown")
     failed_jobs: list[JobView] = Field(
-        description="when the build ended red: each failed/error/unstable/killed job, with its id and what "
-        "rerun_job and restart_job would do"
+        description="when the build ended red: each job failing now (latest attempt failure/error/unstable/"
+        "killed), with its id and what rerun_job and restart_job would do"
     )
-    summary: str | None = Field(description="diagnose_build's verdict when the build ended red")
+    summary: str | None = Field(description="the verdict when the build ended red or recovered on retry")
     next_step: str | None = Field(description="what to call next; null when the build ended green")
     note: str | None
 
@@ -51,16 +63,25 @@ class Look:
     jobs: list[Job]
 
     @property
+    def current(self) -> list[Job]:
+        """Each job's latest attempt: a restarted original left queued never runs, and is not waited for."""
+        return [group.latest for group in group_attempts(self.jobs)]
+
+    @property
+    def total(self) -> int:
+        return len(self.current)
+
+    @property
     def done(self) -> int:
-        return sum(job.state in TERMINAL_STATES for job in self.jobs)
+        return sum(job.state in TERMINAL_STATES for job in self.current)
 
     @property
     def ended(self) -> bool:
-        return bool(self.jobs) and not any(job.state in ACTIVE_STATES for job in self.jobs)
+        return bool(self.jobs) and not any(job.state in ACTIVE_STATES for job in self.current)
 
     @property
     def message(self) -> str:
-        return f"{self.done} of {len(self.jobs)} jobs ended; build {clip(self.build.status, 40)}"
+        return f"{self.done} of {self.total} jobs ended; build {clip(self.build.status, 40)}"
 
 
 async def look(deps: Deps, call: ReadCall) -> Look:
@@ -86,25 +107,34 @@ def conclude(
 ) -> WaitForBuildResult:
     """The result of a wait whose last look was `last`."""
     jobs, ended = last.jobs, last.ended
-    counts = state_counts(jobs)
+    groups = group_attempts(jobs)
+    counts = current_counts(groups)
     view = BuildView.of(last.build)
     summary, failed = None, []
-    if ended and any(job.state in PROBLEM_STATES for job in jobs):
-        failed = job_views(
-            [j for j in problem_first(jobs) if j.state in PROBLEM_STATES],
-            deps.clock(),
-            build_jobs=jobs,
-        )
+    failing = [g for g in groups if g.failed_now]
+    if ended and failing:
+        failed = job_views([g.latest for g in failing], deps.clock(), build_jobs=jobs)
         problems = [
-            ProblemJob(job=v, failed_tests=[], failed_tests_total=None, log_tail=None, log_note=None)
-            for v in failed
+            ProblemJob(
+                job=v,
+                failed_tests=[],
+                failed_tests_total=None,
+                log_tail=None,
+                log_note=None,
+                attempts=g.history().attempts if g.retried else [],
+            )
+            for v, g in zip(failed, failing, strict=True)
         ]
-        summary = summarize(view, counts, problems, len(jobs))
+        summary = summarize(view, counts, problems, len(jobs), recovered=recovered_names(groups))
+    elif ended and (recovered := recovered_names(groups)):
+        summary = summarize(view, counts, [], len(jobs), recovered=recovered)
     return WaitForBuildResult(
         project_id=project_id,
         build=view,
         state_counts=counts,
+        all_attempts_state_counts=state_counts(jobs),
         jobs_total=len(jobs),
+        job_history=fit(histories(groups), 20_000),
         ended=ended,
         timed_out=not ended and not out_of_budget,
         waited_s=round(deps.clock() - started, 1),
@@ -117,7 +147,7 @@ def conclude(
             failed=bool(failed),
             out_of_budget=out_of_budget,
             done=last.done,
-            total=len(jobs),
+            total=last.total,
             limit=deps.max_wait_s,
         ),
         note=note.strip() if note else None,

@@ -9,6 +9,16 @@ from pydantic import BaseModel, Field
 
 from mcp_ci_tools.client import BuildAborted, BuildRestarted, InfraBoxClient
 from mcp_ci_tools.tools._args import BuildId, ProjectId
+from mcp_ci_tools.tools._attempts import (
+    ALL_COUNTS,
+    CURRENT_COUNTS,
+    HISTORY,
+    JobHistory,
+    current_counts,
+    group_attempts,
+    histories,
+    superseded_ids,
+)
 from mcp_ci_tools.tools._confirm import Confirmation, Seen, ask_first, outcome_of
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._dry_run import DRY_RUN_HELP, TriggerResult, dry_run_fields
@@ -23,6 +33,7 @@ from mcp_ci_tools.tools._views import (
     JobView,
     fit,
     job_views,
+    rendered_size,
     state_counts,
 )
 
@@ -75,8 +86,10 @@ class ListBuildsResult(BaseModel):
 class GetBuildResult(BaseModel):
     project_id: str
     build: BuildView
-    state_counts: dict[str, int] = Field(description="jobs per state, over ALL jobs of the build")
-    jobs_total: int
+    state_counts: dict[str, int] = Field(description=CURRENT_COUNTS)
+    all_attempts_state_counts: dict[str, int] = Field(description=ALL_COUNTS)
+    jobs_total: int = Field(description="job rows, every attempt included")
+    job_history: list[JobHistory] = Field(description=HISTORY)
     jobs: list[JobView] = Field(
         description="problem jobs first (failure, error, unstable, killed, active), then the rest"
     )
@@ -158,22 +171,30 @@ def register_reads(server: ToolHost, deps: Deps) -> None:
         name="get_build",
         title="Get InfraBox build with its jobs",
         description=(
-            "Get one build with its jobs (id, name, state, duration, message), a count of jobs per state, and "
-            "for each job whether restart_job, rerun_job and abort_job are possible now (yes/no/unknown, with "
-            "reasons). For a failed build, diagnose_build gives this plus failed tests and log tails in one call."
+            "One build with its jobs (id, name, state, duration, message), jobs per state, and per job whether "
+            "restart_job, rerun_job and abort_job are possible now (yes/no/unknown, and why). For a red build, "
+            "diagnose_build adds failed tests and log tails."
         ),
         annotations=read_annotations("Get InfraBox build"),
     )
     async def get_build(project_id: ProjectId, build_id: BuildId) -> GetBuildResult:
         async def fetch(call: ReadCall) -> GetBuildResult:
             build, jobs, ordered = await build_with_jobs(deps, call)
-            views = fit(job_views(ordered, deps.clock(), build_jobs=jobs.items), MAX_OUTPUT_BYTES - 6_000)
+            groups = group_attempts(jobs.items)
+            history = fit(histories(groups), 20_000)
+            room = MAX_OUTPUT_BYTES - 6_000 - sum(rendered_size(h, 2) for h in history)
+            views = fit(
+                job_views(ordered, deps.clock(), build_jobs=jobs.items, superseded=superseded_ids(groups)),
+                room,
+            )
             total = max(jobs.total or 0, len(jobs.items))
             return GetBuildResult(
                 project_id=project_id,
                 build=BuildView.of(build),
-                state_counts=state_counts(jobs.items),
+                state_counts=current_counts(groups),
+                all_attempts_state_counts=state_counts(jobs.items),
                 jobs_total=total,
+                job_history=history,
                 jobs=views,
                 jobs_shown=len(views),
                 truncated=len(views) < total,

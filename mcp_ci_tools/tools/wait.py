@@ -32,10 +32,9 @@ def register(server: ToolHost, deps: Deps) -> None:
         name="wait_for_build",
         title="Wait for InfraBox build to end",
         description=(
-            "Wait until a build ends (e.g. after restart_build), polling with backoff within the read budget and "
-            "reporting progress (jobs done / jobs). Returns the final state; when red, the failed jobs with their "
-            "ids and actions. Waits at most timeout_s (default 45); if the build is still running it returns "
-            "normally with ended false and next_step: call it again."
+            "Wait until a build ends (e.g. after restart_build), polling within the read budget and reporting "
+            "progress. Returns the final state; when red, the failed jobs with ids and actions. At most "
+            "timeout_s (default 45): a build still running comes back with ended false; call again."
         ),
         annotations=read_annotations("Wait for InfraBox build"),
     )
@@ -57,7 +56,7 @@ def register(server: ToolHost, deps: Deps) -> None:
             while True:
                 last = await look(deps, call)
                 polls += 1
-                await ctx.report_progress(last.done, len(last.jobs), last.message)
+                await ctx.report_progress(last.done, last.total, last.message)
                 remaining = deadline - deps.clock()
                 if last.ended or remaining <= 0:
                     break

@@ -89,7 +89,7 @@ def test_a_database_that_already_has_data_is_not_seeded_again(tmp_path: Path, fa
             "SELECT COUNT(*) AS builds, (SELECT COUNT(*) FROM mcp_token) AS tokens FROM build"
         )
 
-    assert counts == [{"builds": 10, "tokens": 5}]
+    assert counts == [{"builds": 16, "tokens": 5}]  # 15 seeded, 1 restart
 
 
 def test_without_seed_the_database_only_has_the_schema(tmp_path: Path, fake_clock: FakeClock) -> None:

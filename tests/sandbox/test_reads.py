@@ -61,6 +61,12 @@ def test_list_builds_is_newest_first_with_the_build_fields_and_derived_status(sa
         (43, "release/2.4", "unstable"),
         (42, "feature/refund-api", "failure"),
         (41, "main", "finished"),
+        (40, "feature/idempotency", "finished"),  # its failed test passed on a retry (test.1)
+        (39, "feature/batch-import", "error"),
+        (38, "feature/fx-rates", "failure"),
+        (37, "feature/fx-rates", "failure"),
+        (36, "feature/ledger-export", "finished"),  # restart 1 of #36, same commit: green
+        (36, "feature/ledger-export", "failure"),
     ]
     running, unstable = builds[0], builds[1]
     assert running["finished_at"] is None
@@ -76,7 +82,12 @@ def test_list_builds_honours_branch_status_and_limit(sandbox: Sandbox) -> None:
     limited = sandbox.get(P + "/builds", params={"limit": "2", "offset": "1"}).json()
 
     assert [build["build_number"] for build in by_branch] == [44, 41]
-    assert [build["id"] for build in by_status] == [SEED.failed_build]
+    assert [build["id"] for build in by_status] == [
+        SEED.failed_build,
+        SEED.deterministic_build,
+        SEED.deterministic_previous_build,
+        SEED.flaky_build,
+    ]
     assert [build["build_number"] for build in limited] == [43, 42]
 
 

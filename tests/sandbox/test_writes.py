@@ -109,7 +109,13 @@ def test_a_build_without_a_seed_job_cannot_be_restarted_and_the_answer_is_a_400(
 
     assert response.status_code == 400
     assert response.json() == refused("build has no Create Jobs seed job and cannot be restarted")
-    assert sandbox.rows("SELECT COUNT(*) AS n FROM build WHERE restart_counter > 0")[0]["n"] == 0
+    assert (
+        sandbox.rows(
+            "SELECT COUNT(*) AS n FROM build WHERE build_number = (SELECT build_number FROM build WHERE id = ?)",
+            build_id,
+        )[0]["n"]
+        == 1
+    )
 
 
 def test_abort_build_inserts_an_abort_row_for_every_job_finished_ones_included(sandbox: Sandbox) -> None:
@@ -333,7 +339,7 @@ def test_a_job_that_was_already_restarted_or_rerun_is_refused(
 def test_restart_job_is_refused_while_a_dependent_is_still_active(
     sandbox: Sandbox, dependent_state: str
 ) -> None:
-    _, ids = sandbox.add_build(
+    build_id, ids = sandbox.add_build(
         [
             Job("build", "finished"),
             Job("test", "finished", (("build", ["finished"]),)),
@@ -344,7 +350,7 @@ def test_restart_job_is_refused_while_a_dependent_is_still_active(
     response = sandbox.post(f"{P}/jobs/{ids['build']}/restart")
 
     assert response.json() == refused("some dependent jobs are still running")
-    assert sandbox.rows("SELECT * FROM job WHERE restarted = 1") == []
+    assert [job["restarted"] for job in sandbox.jobs(build_id).values()] == [0] * len(sandbox.jobs(build_id))
 
 
 def test_restart_job_accepts_queued_dependents_and_the_queued_originals_never_run(sandbox: Sandbox) -> None:

@@ -29,6 +29,7 @@ class StallingSink:
         self.lines: list[dict[str, Any]] = []
         self.stalled = threading.Event()
         self.release = threading.Event()
+        self.two_lines = threading.Event()
         self._lock = threading.Lock()
 
     def write(self, line: str, *, durable: bool) -> None:
@@ -38,6 +39,8 @@ class StallingSink:
             assert self.release.wait(10), "the test never released the stalled write"
         with self._lock:
             self.lines.append(record)
+            if len(self.lines) >= 2:
+                self.two_lines.set()
 
 
 async def test_a_stalled_audit_write_stalls_only_its_own_call(make_server, infrabox) -> None:
@@ -93,8 +96,6 @@ async def test_a_cancelled_call_still_writes_its_result_record(make_server, infr
                 # the caller gives up while the attempt is being written; the write is not abandoned
                 threading.Timer(1.0, sink.release.set).start()
         assert scope.cancelled_caught
-        with anyio.fail_after(10):
-            while len(sink.lines) < 2:
-                await anyio.sleep(0.05)
+        assert await anyio.to_thread.run_sync(sink.two_lines.wait, 10)
 
     assert [r["event"] for r in sink.lines if r["tool"] == "restart_job"] == ["attempt", "result"]

@@ -198,6 +198,7 @@ async def test_diagnose_build_shows_hostile_build_job_and_log_text_masked_and_te
     )
     infrabox.get(f"{P}/jobs/{JOB_ID}/log").respond(200, json=hostile_log())
     infrabox.get(f"{P}/jobs/{JOB_ID}/testruns").respond(200, json=[])
+    infrabox.get(f"{P}/builds").respond(200, json=[])
     client = await connect(make_server())
 
     result = await client.call_tool("diagnose_build", {"project_id": PROJECT_ID, "build_id": BUILD_ID})

@@ -564,6 +564,7 @@ async def test_test_results_with_huge_stacks_stay_under_100_kb(make_server, conn
 
 async def test_diagnose_build_explains_a_red_build_in_one_call(make_server, connect, infrabox, audit):
     infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build())
+    infrabox.get(f"{P}/builds").respond(200, json=[build()])
     infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(200, json=RED_BUILD_JOBS)
     infrabox.get(f"{P}/jobs/{JOB_ID}/log").respond(200, json=SECRET_LOG)
     infrabox.get(f"{P}/jobs/{JOB_C}/log").respond(200, json="")
@@ -597,6 +598,7 @@ async def test_diagnose_build_bounds_its_fetches_and_says_what_it_left_out(make_
         job(f"{i:08d}-0000-4000-8000-000000000000", f"shard-{i:02d}", "failure", "boom") for i in range(40)
     ]
     infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build())
+    infrabox.get(f"{P}/builds").respond(200, json=[build()])
     infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(200, json=failed)
     logs = infrabox.route(method="GET", path__regex=r".*/jobs/[^/]+/log$").respond(200, json="boom\n")
     tests = infrabox.route(method="GET", path__regex=r".*/jobs/[^/]+/testruns$").respond(200, json=[])
@@ -614,6 +616,7 @@ async def test_diagnose_build_bounds_its_fetches_and_says_what_it_left_out(make_
 
 async def test_diagnose_build_fetches_only_what_the_budgets_allow(make_server, connect, infrabox):
     infrabox.get(f"{P}/builds/{BUILD_ID}").respond(200, json=build())
+    infrabox.get(f"{P}/builds").respond(200, json=[build()])
     infrabox.get(f"{P}/builds/{BUILD_ID}/jobs").respond(200, json=RED_BUILD_JOBS)
     logs = infrabox.route(method="GET", path__regex=r".*/jobs/[^/]+/log$").respond(200, json="boom\n")
     infrabox.route(method="GET", path__regex=r".*/jobs/[^/]+/testruns$").respond(200, json=[])

@@ -165,6 +165,7 @@ async def test_diagnose_build_links_each_problem_jobs_console(make_server, conne
     infrabox.route(method="GET", path__regex=r".*/jobs/[^/]+/log$").respond(200, json="boom\n")
     infrabox.route(method="GET", path__regex=r".*/jobs/[^/]+/testruns$").respond(200, json=[])
     infrabox.get(f"{P}/jobs/{JOB_ID}").respond(200, json=job())
+    infrabox.get(f"{P}/builds").respond(200, json=[build()])  # other builds of the commit, for the verdict
     client = await connect(make_server())
 
     content = (
