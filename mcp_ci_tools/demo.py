@@ -190,6 +190,16 @@ async def _agent_session(s: _Session) -> None:
 
     await s.call("diagnose_build", {"project_id": P, "build_id": SEED.failed_build}, check=diagnosis)
 
+    def flaky(r: dict[str, Any]) -> str:
+        kinds = {p["job"]["name"]: p["classification"] for p in r["problem_jobs"]}
+        verdict = kinds.get("test") or {}
+        _expect(
+            verdict.get("kind") == "flaky_suspect", f"build #36's restart is not flaky_suspect: {verdict}"
+        )
+        return f"test: flaky_suspect\n  evidence: {verdict['evidence'][0]}\n  advice: {verdict['advice']}"
+
+    await s.call("diagnose_build", {"project_id": P, "build_id": SEED.flaky_build}, check=flaky)
+
     def masked_log(r: dict[str, Any]) -> str:
         _expect(r["masked_secrets"] > 0, "no secret was masked in the log")
         text: str = r["text"]
