@@ -9,7 +9,20 @@ from typing import Any
 
 import httpx
 
-__all__ = ["wait_until_answering"]
+__all__ = ["INITIALIZE", "INITIALIZED", "wait_until_answering"]
+
+# The 2025-11-25 handshake of a raw JSON-RPC client over stdio: `initialize` (id 1), then `initialized`.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    },
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 def wait_until_answering(

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +49,7 @@ def create_app(
     seed: bool = True,
     run_scheduler: bool = True,
     archived_logs: bool = False,
+    rate_limits: Mapping[str, int] = auth.BUCKET_LIMITS,
 ) -> Starlette:
     """A local InfraBox `/api/v1/mcp` server over the SQLite file `db_path`.
 
@@ -82,7 +83,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sandbox = routes.SandboxState(
-        db_path=path, clock=clock, lock=lock, limiter=auth.RateLimiter(), archived_logs=archived_logs
+        db_path=path,
+        clock=clock,
+        lock=lock,
+        limiter=auth.RateLimiter(rate_limits),
+        archived_logs=archived_logs,
     )
     app.state.scheduler = scheduler
     return app
@@ -155,13 +160,17 @@ def start_in_thread(
     *,
     tick_interval_s: float = 0.5,
     startup_timeout_s: float = 10.0,
+    rate_limits: Mapping[str, int] = auth.BUCKET_LIMITS,
 ) -> SandboxHandle:
     """Serve the sandbox from a daemon thread and return once it accepts connections.
 
-    `port=0` picks a free port; the handle's `url` names the real one. uvicorn logs through `logging` and
+    `port=0` picks a free port; the handle's `url` names the real one. `rate_limits` are the calls per minute
+    of each of InfraBox's buckets (upstream's by default). uvicorn logs through `logging` and
     does not configure it, so the embedding process decides where logs go (never stdout by default).
     """
-    app = create_app(db_path, job_duration_s=job_duration_s, tick_interval_s=tick_interval_s)
+    app = create_app(
+        db_path, job_duration_s=job_duration_s, tick_interval_s=tick_interval_s, rate_limits=rate_limits
+    )
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="mcp-ci-tools-sandbox", daemon=True)

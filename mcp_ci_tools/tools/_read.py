@@ -15,14 +15,22 @@ import anyio
 from mcp.types import ToolAnnotations
 
 from mcp_ci_tools.audit import AuditRecord, Decision, Outcome
-from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job, Page, TokenRejected
+from mcp_ci_tools.client import Build, InfraBoxClient, InfraBoxError, Job, JobLog, Page, TokenRejected
 from mcp_ci_tools.domain.logtext import OffsetOutOfRange, PatternTooSlow
 from mcp_ci_tools.policy import PolicyDenied, parse_id
 from mcp_ci_tools.tools._deps import Deps
 from mcp_ci_tools.tools._errors import Target, audit_reason, to_tool_error
 from mcp_ci_tools.tools._views import problem_first
 
-__all__ = ["ReadCall", "build_with_jobs", "gather", "learn_lineage", "read_annotations", "run_read"]
+__all__ = [
+    "ReadCall",
+    "build_with_jobs",
+    "gather",
+    "learn_lineage",
+    "log_with_job",
+    "read_annotations",
+    "run_read",
+]
 
 ResultT = TypeVar("ResultT")
 
@@ -52,6 +60,16 @@ async def build_with_jobs(deps: Deps, call: ReadCall) -> tuple[Build, Page[Job],
     ordered = problem_first(page.items)
     await learn_lineage(deps, call.project, builds=[build], jobs=ordered)
     return build, page, ordered
+
+
+async def log_with_job(call: ReadCall) -> tuple[JobLog, Job]:
+    """A job's console log and the job itself (its state says whether the log is live or archived)."""
+    job_id = call.ids["job_id"]
+    log, job = await gather(
+        lambda: call.client.get_job_log(call.project, job_id, request_id=call.request_id),
+        lambda: call.client.get_job(call.project, job_id, request_id=call.request_id),
+    )
+    return log, job
 
 
 async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:

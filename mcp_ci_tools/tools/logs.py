@@ -22,7 +22,7 @@ from mcp_ci_tools.tools._findings import (
     with_resource_link,
 )
 from mcp_ci_tools.tools._host import ToolHost
-from mcp_ci_tools.tools._read import ReadCall, gather, read_annotations, run_read
+from mcp_ci_tools.tools._read import ReadCall, log_with_job, read_annotations, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, fit
 
 __all__ = [
@@ -103,10 +103,7 @@ def register(server: ToolHost, deps: Deps) -> None:
                     raise InvalidArgument("grep", problem) from None
 
         async def fetch(call: ReadCall) -> JobLogResult:
-            log, job = await gather(
-                lambda: call.client.get_job_log(call.project, call.ids["job_id"], request_id=call.request_id),
-                lambda: call.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id),
-            )
+            log, job = await log_with_job(call)
             return await job_log_result(
                 log,
                 job_state=job.state,

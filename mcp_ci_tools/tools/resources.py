@@ -37,7 +37,7 @@ from mcp_ci_tools.tools._findings import (
     console_uri,
     job_log_result,
 )
-from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, gather, run_read
+from mcp_ci_tools.tools._read import ReadCall, build_with_jobs, log_with_job, run_read
 from mcp_ci_tools.tools._views import MAX_OUTPUT_BYTES, BuildView, JobView, fit, job_views, state_counts
 
 __all__ = ["CONSOLE_BYTES", "MAX_COMPLETIONS", "BuildSummary", "SummaryJob", "console_text", "register"]
@@ -95,10 +95,7 @@ def register(server: MCPServer, deps: Deps) -> None:
     )
     async def job_console(project_id: str, job_id: str) -> str:
         async def fetch(call: ReadCall) -> JobLogResult:
-            got, job = await gather(
-                lambda: call.client.get_job_log(call.project, call.ids["job_id"], request_id=call.request_id),
-                lambda: call.client.get_job(call.project, call.ids["job_id"], request_id=call.request_id),
-            )
+            got, job = await log_with_job(call)
             return await job_log_result(
                 got,
                 job_state=job.state,

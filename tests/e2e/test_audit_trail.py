@@ -23,6 +23,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_thread
+from tests.processes import INITIALIZE, INITIALIZED
 
 pytestmark = pytest.mark.anyio
 
@@ -177,19 +178,8 @@ def test_a_server_killed_mid_call_leaves_an_attempt_shown_without_result(tmp_pat
             env=env,
         )
     try:
-        _rpc(
-            process,
-            {
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "kill-test", "version": "1"},
-                },
-            },
-        )
-        _rpc(process, {"method": "notifications/initialized"})
+        _rpc(process, INITIALIZE)
+        _rpc(process, INITIALIZED)
         _rpc(
             process,
             {

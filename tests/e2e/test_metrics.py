@@ -22,7 +22,7 @@ from mcp_ci_tools.sandbox import SANDBOX_TOKENS, SEED, SandboxHandle, start_in_t
 from tests.conftest import BUILD_ID, JOB_ID, PROJECT_ID, TOKEN, free_port
 from tests.e2e.test_http import audit, connect, http_settings, serving
 from tests.e2e.test_stdio import COMMAND, _env
-from tests.processes import wait_until_answering
+from tests.processes import INITIALIZE, wait_until_answering
 from tests.unit.test_metrics import assert_labels_fixed, calls, samples
 
 pytestmark = pytest.mark.anyio
@@ -163,17 +163,7 @@ def test_stdout_carries_only_mcp_messages_with_the_metrics_port_on(tmp_path) -> 
     assert process.stdin and process.stdout and process.stderr
     try:
         scraped = wait_until_answering(f"http://127.0.0.1:{port}/metrics", process)
-        initialize: dict[str, Any] = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        }
-        process.stdin.write(json.dumps(initialize) + "\n")
+        process.stdin.write(json.dumps(INITIALIZE) + "\n")
         process.stdin.flush()
         first = process.stdout.readline()
         httpx.get(f"http://127.0.0.1:{port}/metrics")

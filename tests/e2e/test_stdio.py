@@ -14,6 +14,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from tests.conftest import BUILD_ID, PROJECT_ID, TOKEN, text_of
+from tests.processes import INITIALIZE, INITIALIZED
 
 pytestmark = pytest.mark.anyio
 
@@ -67,17 +68,8 @@ def test_stdout_carries_only_json_rpc_messages(tmp_path: Path) -> None:
         text=True,
     )
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        INITIALIZE,
+        INITIALIZED,
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "rerun_job", "arguments": {}}},
         {

@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.conftest import BUILD_ID, PROJECT_ID, TOKEN
 from tests.e2e.test_stdio import _env
+from tests.processes import INITIALIZE, INITIALIZED
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -21,17 +22,8 @@ def _session(tmp_path: Path, **extra: str) -> tuple[list[dict[str, Any]], str]:
     """Initialize, call restart_build (refused locally: no trigger permission) with a traceparent, close
     stdin; the messages on stdout and the stderr text."""
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        INITIALIZE,
+        INITIALIZED,
         {
             "jsonrpc": "2.0",
             "id": 2,
