@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import unicodedata
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcp_ci_tools.domain import masking
 from mcp_ci_tools.domain.masking import mask, mask_secrets
 from mcp_ci_tools.domain.terminal import terminal_safe
 from tests.leak_samples import LEAKS
@@ -101,3 +103,27 @@ def test_a_secret_anywhere_in_random_text_is_masked(kind: str, before: str, afte
     shown = mask(terminal_safe(before + "\n" + line + gap + after))
 
     assert secret not in shown
+
+
+def _masked_without_the_gate(text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
+    with monkeypatch.context() as patched:
+        patched.setattr(masking, "_GATED_CHARS", -1)  # every text takes the full scan
+        return mask_secrets(text)
+
+
+@_SETTINGS
+@given(_TEXT | st.text(max_size=80), st.sampled_from(["", "K", "\u0130", "\u017f", "\u212a"]))
+def test_the_quick_no_secret_check_never_changes_what_is_masked(text: str, odd_case: str) -> None:
+    # Kelvin sign, dotted I and long s lower to other lengths or letters: the check must still agree.
+    text = odd_case + text
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert mask_secrets(text) == _masked_without_the_gate(text, monkeypatch)
+
+
+@pytest.mark.parametrize("kind", sorted(LEAKS))
+def test_every_leak_sample_passes_the_quick_check_in_any_case(kind: str) -> None:
+    line, _, expected = LEAKS[kind]
+    for shown in (line, line.upper(), line.lower(), "\u0130" + line):
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            assert mask_secrets(shown) == _masked_without_the_gate(shown, monkeypatch)
+    assert mask(line) == expected
