@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcp_ci_tools.audit._chain import ChainHead, chained, head_of
-from mcp_ci_tools.audit._log import UnsafeAuditFile, WriteFunction
+from mcp_ci_tools.audit._log import SyncFunction, UnsafeAuditFile, WriteFunction
 from mcp_ci_tools.domain.timestamps import Clock, rfc3339
 
 __all__ = ["JsonlFileSink"]
@@ -70,19 +70,66 @@ class JsonlFileSink:
       wrote, so the gap stays visible to `audit verify`, and a warning is logged.
     """
 
-    def __init__(self, path: Path, *, clock: Clock = time.time, write: WriteFunction = os.write) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock = time.time,
+        write: WriteFunction = os.write,
+        sync: SyncFunction = os.fsync,
+    ) -> None:
         self.path = path
         self.quarantine = path.with_name(path.name + ".torn")
         self._clock = clock
         self._write = write  # the one `write(2)` seam, so tests can fill the disk mid-line
+        self._sync = sync  # the `fsync(2)` seam of a record's own sync, so tests can stall or fail it
         self._lock = threading.Lock()
         self._directory_made = False
         self._written: _Written | None = None
 
     def write(self, line: str, *, durable: bool) -> None:
+        """Append `line` as the chain's next link; when `durable`, return only once it is synced to disk.
+
+        The fsync runs after both locks are released, on a duplicate of the descriptor: a slow disk then
+        delays only the record being synced, and concurrent records' syncs overlap instead of queueing.
+        """
         with self._lock, self._locked_file() as (directory, fd):
             self._repair_tail(directory, fd)
-            self._append_chained(fd, line, durable=durable)
+            previous, start = self._written, os.fstat(fd).st_size
+            self._append_chained(fd, line, durable=False)
+            if not durable:
+                return
+            written = self._written
+            synced = os.dup(fd)  # shares the open file description, and with it the flock: release it
+            fcntl.flock(synced, fcntl.LOCK_UN)
+        try:
+            self._sync(synced)
+        except OSError:
+            assert written is not None  # set by _append_chained
+            self._cut_back_unsynced(written, start, previous)
+            raise
+        finally:
+            os.close(synced)
+
+    def _cut_back_unsynced(self, written: _Written, start: int, previous: _Written | None) -> None:
+        """A record whose sync failed is cut off again while it is still the file's last line (its call is
+        refused, so no request follows it). Once another line follows it, it stays: that is logged."""
+        try:
+            with self._lock, self._locked_file() as (_, fd):
+                info = os.fstat(fd)
+                last = self._written is written and (info.st_dev, info.st_ino) == written.file
+                if last and info.st_size == written.end:
+                    os.ftruncate(fd, start)
+                    os.fsync(fd)
+                    self._written = previous
+                    return
+        except OSError:
+            pass
+        log.error(
+            "audit log %s: a record's fsync failed and the record could not be cut off again (another line "
+            "follows it, or the file is not writable); it stays, and its call was refused",
+            self.path,
+        )
 
     def repair(self) -> int:
         """Check the file and repair a torn tail now (e.g. at start-up) rather than at the next write; return

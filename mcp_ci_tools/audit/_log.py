@@ -30,6 +30,7 @@ __all__ = [
     "Decision",
     "Outcome",
     "RecordObserver",
+    "SyncFunction",
     "TraceIdSource",
     "UnsafeAuditFile",
     "WriteFunction",
@@ -45,6 +46,7 @@ Confirmation = Literal["not_required", "elicited", "declined", "cancelled", "uns
 RecordObserver = Callable[["AuditRecord"], None]
 TraceIdSource = Callable[[], "str | None"]
 WriteFunction = Callable[[int, bytes], int]
+SyncFunction = Callable[[int], None]
 
 
 class AuditUnavailable(Exception):

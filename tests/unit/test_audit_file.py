@@ -365,3 +365,102 @@ def test_a_new_file_is_private_in_a_private_directory(tmp_path: Path) -> None:
 
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+class StallingSync:
+    """An `fsync(2)` that, when armed, blocks until released and then succeeds or fails with EIO."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+        self.fail = False
+
+    def __call__(self, fd: int) -> None:
+        if self.armed:
+            self.armed = False
+            self.stalled.set()
+            assert self.release.wait(10), "the test never released the stalled fsync"
+            if self.fail:
+                raise OSError(errno.EIO, "Input/output error")
+        os.fsync(fd)
+
+
+def _durable_write_in_a_thread(
+    log: AuditLog, request_id: str
+) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            log.write_now(record(request_id), durable=True)
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread, errors
+
+
+def test_a_stalled_fsync_delays_only_its_own_record(tmp_path: Path) -> None:
+    from mcp_ci_tools.audit.trail import verify
+
+    path = tmp_path / "audit.jsonl"
+    sync = StallingSync()
+    log = AuditLog(JsonlFileSink(path, sync=sync), clock=FakeClock())
+    log.write_now(record("r-1"), durable=True)
+    sync.armed = True
+
+    stalled, errors = _durable_write_in_a_thread(log, "r-2")
+    assert sync.stalled.wait(10)
+    log.write_now(record("r-3"), durable=False)  # neither lock is held while r-2 waits for the disk
+    sync_of_r4, r4_errors = _durable_write_in_a_thread(log, "r-4")  # another sync overlaps the stalled one
+    sync_of_r4.join(10)
+
+    assert not sync_of_r4.is_alive() and not r4_errors
+    assert stalled.is_alive()  # a durable record's write returns only once it is synced
+    assert request_ids(path) == ["r-1", "r-2", "r-3", "r-4"]
+    sync.release.set()
+    stalled.join(10)
+    assert not stalled.is_alive() and not errors
+    assert verify([path]).whole
+
+
+def test_a_failed_fsync_cuts_the_record_off_and_the_chain_goes_on_whole(tmp_path: Path) -> None:
+    from mcp_ci_tools.audit.trail import verify
+
+    path = tmp_path / "audit.jsonl"
+    sync = StallingSync()
+    log = AuditLog(JsonlFileSink(path, sync=sync), clock=FakeClock())
+    log.write_now(record("r-1"), durable=True)
+    sync.armed, sync.fail = True, True
+    sync.release.set()
+
+    with pytest.raises(AuditUnavailable, match="not writable"):
+        log.write_now(record("r-2"), durable=True)
+    log.write_now(record("r-3"), durable=True)
+
+    assert request_ids(path) == ["r-1", "r-3"]
+    assert [line["seq"] for line in lines_of(path)] == [1, 2]
+    assert verify([path]).whole
+
+
+def test_a_failed_fsync_after_another_line_followed_keeps_both_lines_and_refuses_the_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mcp_ci_tools.audit.trail import verify
+
+    path = tmp_path / "audit.jsonl"
+    sync = StallingSync()
+    log = AuditLog(JsonlFileSink(path, sync=sync), clock=FakeClock())
+    sync.armed, sync.fail = True, True
+    stalled, errors = _durable_write_in_a_thread(log, "r-1")
+    assert sync.stalled.wait(10)
+    log.write_now(record("r-2"), durable=False)
+    sync.release.set()
+    stalled.join(10)
+
+    assert [type(error) for error in errors] == [AuditUnavailable]
+    assert request_ids(path) == ["r-1", "r-2"]  # r-1 cannot go without breaking r-2's link
+    assert verify([path]).whole
+    assert "could not be cut off again" in caplog.text
