@@ -90,16 +90,33 @@ class _Deadline(Exception):
 
 
 class _Pool:
-    """The one httpx client (connection pool) shared by every token's view of InfraBox.
+    """The one connection pool (an httpx transport) shared by every token's view of InfraBox.
+
+    Requests are built here and handed straight to the transport, without an `httpx.AsyncClient` around it:
+    nothing per client (cookie jar, base-URL merging, auth and redirect flows) is wanted, and a cookie jar
+    shared by every token would send one caller's cookies with another's requests. Proxies come from the
+    environment as httpx would take them (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, …).
 
     Created on the first request. Once closed it stays closed, and every request raises, until `open()`.
     """
 
     def __init__(self, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
         self._timeout = timeout
-        self._transport = transport
-        self._http: httpx.AsyncClient | None = None
+        self._given = transport
+        self._transport: httpx.AsyncBaseTransport | None = None
         self._closed = False
+        self._headers = {
+            "User-Agent": f"mcp-ci-tools/{__version__}",
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",  # only what `_Decoder` reads within the cap
+            "Connection": "keep-alive",
+        }
+        self._timeouts: dict[str, float | None] = {
+            "connect": timeout,
+            "read": timeout,
+            "write": timeout,
+            "pool": timeout,
+        }
 
     def open(self) -> None:
         self._closed = False
@@ -107,24 +124,21 @@ class _Pool:
     async def aclose(self) -> None:
         # Every change happens before the await, so an open() that runs meanwhile is not undone.
         self._closed = True
-        http, self._http = self._http, None
-        if http is not None:
-            await http.aclose()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.aclose()
 
-    def _get(self) -> httpx.AsyncClient:
+    def _get(self, url: str) -> httpx.AsyncBaseTransport:
         if self._closed:
             raise RuntimeError("InfraBox client is closed; call open() first")
-        if self._http is None:
+        if self._transport is None:
             import httpx
 
-            self._http = httpx.AsyncClient(
-                transport=self._transport,
-                timeout=self._timeout,
-                follow_redirects=False,
+            self._transport = self._given or httpx.AsyncHTTPTransport(
                 limits=httpx.Limits(max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE),
-                headers={"User-Agent": f"mcp-ci-tools/{__version__}", "Accept": "application/json"},
+                proxy=_environment_proxy(url),
             )
-        return self._http
+        return self._transport
 
     async def send(
         self,
@@ -148,18 +162,16 @@ class _Pool:
         could not be read (`unread` says why): the status proves the write happened.
         Each attempt runs inside `observer.attempt(...)`, with the headers it adds (never over our own).
         """
+        import httpx
         from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
-        client = self._get()
-        request = client.build_request(
+        transport = self._get(url)
+        request = httpx.Request(
             method,
             url,
             params=params,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "X-Request-ID": request_id,
-                "Accept-Encoding": "gzip, deflate",  # only what `_Decoder` reads within the cap
-            },
+            headers={**self._headers, "Authorization": f"Bearer {token}", "X-Request-ID": request_id},
+            extensions={"timeout": self._timeouts},
         )
         own_headers = {name.lower() for name in request.headers}
         attempts = 0
@@ -183,7 +195,7 @@ class _Pool:
                         }
                     )
                     answer = await _read_answer(
-                        client, request, deadline_s=self._timeout, cap=cap, write=write, attempt=watched
+                        transport, request, deadline_s=self._timeout, cap=cap, write=write, attempt=watched
                     )
                     if not write and answer.status_code in _READ_RETRY_STATUSES:
                         _raise_retryable_status(answer, request_id=request_id, now=clock())
@@ -205,7 +217,7 @@ class _Pool:
 
 
 async def _read_answer(
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
     request: httpx.Request,
     *,
     deadline_s: float,
@@ -224,7 +236,7 @@ async def _read_answer(
     chunks: list[bytes] = []
     try:
         with anyio.fail_after(deadline_s):
-            response = await client.send(request, stream=True)
+            response = await transport.handle_async_request(request)
             code = status = attempt.status = response.status_code
             headers = response.headers
             try:
@@ -262,6 +274,21 @@ async def _read_answer(
 
 async def _preread(response: httpx.Response) -> AsyncIterator[bytes]:
     yield response.content
+
+
+def _environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (None: connect directly), read as httpx reads it."""
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None:
+        return None
+    bypassed: bool = urllib.request.proxy_bypass_environment(parts.hostname)  # type: ignore[attr-defined]
+    if bypassed:
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 def _size(count: int) -> str:

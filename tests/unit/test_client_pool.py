@@ -140,3 +140,51 @@ def _recording(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Res
         return httpx.Response(200, json={})
 
     return handle
+
+
+async def test_a_cookie_infrabox_sets_for_one_token_is_never_sent_with_another_tokens_request() -> None:
+    with respx.mock(assert_all_called=False) as router:
+        build = router.get(BUILD)
+        build.side_effect = [
+            httpx.Response(200, json={"id": BUILD_ID}, headers={"Set-Cookie": "session=of-token-a; Path=/"}),
+            httpx.Response(200, json={"id": BUILD_ID}),
+        ]
+        first = InfraBoxClient(INFRABOX_URL, TOKEN)
+        other = first.with_token("ib_mcp_" + "f" * 48)
+        await first.get_build(P, B, request_id="a")
+        await other.get_build(P, B, request_id="b")
+
+    assert [call.request.headers.get("cookie") for call in build.calls] == [None, None]
+    assert build.calls[1].request.headers["authorization"] == "Bearer ib_mcp_" + "f" * 48
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({"HTTPS_PROXY": "http://proxy.corp:3128"}, "http://proxy.corp:3128"),
+        ({"https_proxy": "http://proxy.corp:3128", "NO_PROXY": "infrabox.test"}, None),
+        ({"ALL_PROXY": "socks5://proxy.corp:1080"}, "socks5://proxy.corp:1080"),
+        ({"HTTP_PROXY": "http://proxy.corp:3128"}, None),  # for http:// only; InfraBox here is https
+        ({}, None),
+    ],
+)
+def test_requests_to_infrabox_take_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], expected: str | None
+) -> None:
+    from mcp_ci_tools.client._transport import _environment_proxy
+
+    for name in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert _environment_proxy(API + "/projects") == expected
