@@ -27,7 +27,7 @@ import anyio
 from mcp_ci_tools.domain.ids import is_uuid
 from mcp_ci_tools.domain.masking import describe_value
 from mcp_ci_tools.domain.timestamps import Clock
-from mcp_ci_tools.state import MemoryState, State, StateUnavailable
+from mcp_ci_tools.state import MemoryState, State, StateUnavailable, memory_storage
 
 if TYPE_CHECKING:  # limits loads with the first budget check, not at start-up
     from limits.aio.storage import Storage
@@ -330,7 +330,6 @@ class Budget:
     def _setup(self) -> tuple[Any, Any]:
         if self._limiter_and_item is None:  # limits loads with the first budget check, not at start-up
             from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
-            from limits.aio.storage import MemoryStorage
             from limits.aio.strategies import MovingWindowRateLimiter
 
             item = (
@@ -340,7 +339,7 @@ class Budget:
             )
             storage = self._storage() if callable(self._storage) else self._storage
             if storage is None:
-                storage = MemoryStorage()
+                storage = memory_storage()
             self._limiter_and_item = (MovingWindowRateLimiter(storage), item)
         return self._limiter_and_item
 

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from limits.aio.storage import Storage
     from redis.asyncio import Redis, RedisCluster
 
-__all__ = ["MemoryState", "RedisState", "State", "StateErrorObserver", "StateUnavailable", "open_state"]
+__all__ = [
+    "MemoryState",
+    "RedisState",
+    "State",
+    "StateErrorObserver",
+    "StateUnavailable",
+    "memory_storage",
+    "open_state",
+]
 
 log = logging.getLogger("mcp_ci_tools.state")
 
@@ -44,6 +52,31 @@ StateErrorObserver = Callable[[str], None]
 
 def _ignore(operation: str) -> None:
     return None
+
+
+_SWEEP_EVERY_S = 1.0
+
+
+def memory_storage(*, clock: Clock = time.monotonic) -> Storage:
+    """`limits`' in-process storage, sweeping expired entries at most once a second.
+
+    Its own sweep runs after every hit and hands each key to a worker thread, a thread hop per key per call.
+    A moving window is counted from its entries' timestamps, so the sweep only frees memory: once a
+    second frees it as well.
+    """
+    from limits.aio.storage import MemoryStorage
+
+    class SweptEverySecond(MemoryStorage):
+        _swept_at = -_SWEEP_EVERY_S
+
+        # Overrides MemoryStorage's name-mangled `__schedule_expiry` (tests check that it still exists).
+        async def _MemoryStorage__schedule_expiry(self) -> None:
+            now = clock()
+            if now - self._swept_at >= _SWEEP_EVERY_S:
+                self._swept_at = now
+                await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+    return SweptEverySecond()
 
 
 class StateUnavailable(Exception):
@@ -96,9 +129,7 @@ class MemoryState(State):
     @property
     def storage(self) -> Storage:
         if self._storage is None:  # limits loads with the first budget check, not at start-up
-            from limits.aio.storage import MemoryStorage
-
-            self._storage = MemoryStorage()
+            self._storage = memory_storage()
         return self._storage
 
     def _live(self, key: str) -> str | None:

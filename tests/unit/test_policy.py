@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import anyio
 import pytest
@@ -136,3 +137,30 @@ async def test_budget_refunds_in_memory(case: Case, clock: FakeClock) -> None:
     storage = MemoryStorage()  # shared by every budget the case makes, as one process's budgets are
 
     await case(lambda limit: Budget("trigger", limit, storage=storage, clock=clock), clock)
+
+
+def test_limits_still_has_the_sweep_hook_our_memory_storage_throttles() -> None:
+    from limits.aio.storage import MemoryStorage
+
+    # memory_storage() overrides this name-mangled method; a limits release that renames it would quietly
+    # bring back a worker-thread hop per key on every budget check.
+    assert callable(getattr(MemoryStorage, "_MemoryStorage__schedule_expiry", None))
+
+
+async def test_memory_budgets_still_free_expired_windows_and_stay_exact(clock: FakeClock) -> None:
+    from mcp_ci_tools.state import memory_storage
+
+    storage: Any = memory_storage(clock=clock)
+    budget = Budget("trigger", 2, storage=storage, clock=clock)
+    for caller in range(20):
+        await budget.take(f"caller-{caller}")
+    await budget.take("caller-0")
+    with pytest.raises(BudgetExhausted):
+        await budget.take("caller-0")  # within the second since the last sweep: still exact
+
+    clock.advance(61)
+    await budget.take("late")  # more than a second later: this hit sweeps
+    await storage.timer
+
+    assert [key.split("/")[2] for key in storage.events] == ["late"]  # the 20 expired windows are gone
+    assert (await budget.peek("caller-0")).remaining == 2
