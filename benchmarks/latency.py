@@ -1,5 +1,7 @@
 """Section 1: per-call latency of get_build and restart_job, raw httpx vs our server in-memory, over stdio
-and over Streamable HTTP; and one tool call with InfraBox stubbed in-process vs a bare MCPServer tool.
+(SDK client; raw JSON-RPC with the audit log on tmpfs and on the disk) and over Streamable HTTP; one tool
+call with InfraBox stubbed in-process vs a bare MCPServer tool; and a trigger refused by the budget over
+stdio vs the bare tool over stdio.
 
 Modes are interleaved call by call (raw, in-memory, stdio, HTTP, raw, ...), so drift in the machine's speed
 affects them alike. Each restart_job takes a job nobody restarted yet.
@@ -315,9 +317,10 @@ async def _stubbed(run: Run, section: Section, bodies: dict[str, Any]) -> None:
         "concurrently; restart_job = POST restart. Every restart_job (raw or ours) takes a job nobody restarted."
     )
     section.note(
-        "SDK clients negotiate 2026-07-28 (auto mode). Our audit log is a JSONL file on disk: reads write one "
-        "record, restart_job two fsynced ones. Stubbed = everything of ours (ids, permission, budgets, audit, "
-        "InfraBox client, views) with httpx.MockTransport answering recorded sandbox bodies."
+        "SDK clients negotiate 2026-07-28 (auto mode). Our audit log is a JSONL file on disk (on tmpfs where "
+        "a row says so): reads write one record, restart_job two fsynced ones. Stubbed = everything of ours "
+        "(ids, permission, budgets, audit, InfraBox client, views) with httpx.MockTransport answering "
+        "recorded sandbox bodies."
     )
 
 
