@@ -3,7 +3,8 @@
 restart_job through our whole pipeline in-process with InfraBox stubbed (so the network does not drown the
 difference), three servers alike but for the audit sink, calls interleaved: the JSONL file on disk with
 its two fsynced records per call (as deployed), the same file on tmpfs (the write without a real fsync),
-and a sink that keeps nothing.
+and a sink that keeps nothing. Then, in `auditstall.py`, what one caller's stalled audit write does to
+other callers' reads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from benchmarks import auditstall
 from benchmarks.clients import NullSink, call_ok, in_process_server, open_inmemory, stub_job_args
 from benchmarks.harness import BenchError, Run, filesystem
 from benchmarks.latency import interleaved, stub_transport
@@ -85,9 +87,10 @@ async def _measure(run: Run, section: Section) -> None:
         f"InfraBox stubbed in-process; each call writes an attempt and a result record, both fsynced "
         f"({lines} lines written to the disk log, warm-up included)."
     )
+    await auditstall.measure_into(run, section)
 
 
 def measure(run: Run) -> Section:
-    section = Section(6, "Audit cost per trigger call (ms)")
+    section = Section(6, "Audit cost per trigger call, and a stalled audit write (ms)")
     anyio.run(_measure, run, section)
     return section

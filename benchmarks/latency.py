@@ -1,5 +1,7 @@
 """Section 1: per-call latency of get_build and restart_job, raw httpx vs our server in-memory, over stdio
-and over Streamable HTTP; and one tool call with InfraBox stubbed in-process vs a bare MCPServer tool.
+(SDK client; raw JSON-RPC with the audit log on tmpfs and on the disk) and over Streamable HTTP; one tool
+call with InfraBox stubbed in-process vs a bare MCPServer tool; and a trigger refused by the budget over
+stdio vs the bare tool over stdio.
 
 Modes are interleaved call by call (raw, in-memory, stdio, HTTP, raw, ...), so drift in the machine's speed
 affects them alike. Each restart_job takes a job nobody restarted yet.
@@ -12,6 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,7 +31,7 @@ from benchmarks.clients import (
     start_ours_http,
     stub_job_args,
 )
-from benchmarks.harness import BENCH_DIR, LATEST_ERA, BenchError, PipeServer, Run, base_env
+from benchmarks.harness import BENCH_DIR, LATEST_ERA, BenchError, PipeServer, Run, base_env, filesystem
 from benchmarks.stats import Summary, summarize
 from benchmarks.table import Row, Section, Verdict, fmt_ms
 
@@ -37,6 +40,8 @@ __all__ = ["interleaved", "measure", "stub_transport"]
 STDIO_OVERHEAD_MS = 1.5
 STUB_RATIO = 1.3
 STUB_TAIL = 3.0
+REFUSAL_RATIO = 1.3
+BUDGET_REFUSAL = "Trigger budget used up"  # the start of the refusal's text (tools/_errors.py)
 
 Call = Callable[[], Awaitable[Any]]
 
@@ -95,11 +100,12 @@ async def _measure(run: Run, section: Section) -> None:
         except Unavailable as why:
             section.note(f"Streamable HTTP rows skipped: {why}.")
 
-        # The same server over stdio once more, spoken to with hand-written JSON-RPC: no client library.
-        pipe = PipeServer(run, run.ours_argv(), run.ours_env(), name="ours-stdio-raw", era=LATEST_ERA)
+        # The same server over stdio twice more, spoken to with hand-written JSON-RPC (no client library):
+        # its audit log on the disk, as deployed, and on tmpfs (the write without a real fsync).
+        pipe = _open_pipe(run, run.ours_env(), "ours-stdio-raw")
         stack.callback(pipe.close)
-        pipe.handshake()
-        pipe.request("tools/list")
+        pipe_tmpfs = _open_pipe(run, run.ours_env(audit_log=run.fast_dir / "audit-stdio.jsonl"), "ours-tmpfs")
+        stack.callback(pipe_tmpfs.close)
 
         sdk_clients = {"in-memory": inmem, "stdio": stdio}
         if http is not None:
@@ -117,6 +123,7 @@ async def _measure(run: Run, section: Section) -> None:
         }
         reads |= {name: tool_call(c, "get_build", lambda: build_args) for name, c in sdk_clients.items()}
         reads["stdio-raw"] = _pipe_call(pipe, "get_build", lambda: build_args)
+        reads["stdio-raw-tmpfs"] = _pipe_call(pipe_tmpfs, "get_build", lambda: build_args)
         get_build = await interleaved(reads, counts.latency_calls, counts.latency_warmup)
 
         recorded: dict[str, Any] = {}
@@ -135,19 +142,22 @@ async def _measure(run: Run, section: Section) -> None:
         writes: dict[str, Callable[[], Call]] = {"raw": raw_restart}
         writes |= {name: tool_call(c, "restart_job", fresh_job_args) for name, c in sdk_clients.items()}
         writes["stdio-raw"] = _pipe_call(pipe, "restart_job", fresh_job_args)
+        writes["stdio-raw-tmpfs"] = _pipe_call(pipe_tmpfs, "restart_job", fresh_job_args)
         restart_job = await interleaved(writes, counts.latency_calls, counts.latency_warmup)
         recorded["build"], recorded["jobs"] = await raw.get_build(sandbox.project, sandbox.build)
 
+    disk, tmpfs = filesystem(run.scratch), filesystem(run.fast_dir)
     labels = {
         "raw": "raw httpx → sandbox",
         "in-memory": "ours, in-memory Client(server)",
-        "stdio": "ours over stdio, SDK client",
-        "stdio-raw": "ours over stdio, raw JSON-RPC",
+        "stdio": f"ours over stdio, SDK client, audit on {disk}",
+        "stdio-raw-tmpfs": f"ours over stdio, raw JSON-RPC, audit on {tmpfs}",
+        "stdio-raw": f"ours over stdio, raw JSON-RPC, audit on {disk} (as deployed)",
         "HTTP": "ours over Streamable HTTP, SDK client",
     }
     for tool, results in (("get_build", get_build), ("restart_job", restart_job)):
         ref = results["raw"]
-        for mode in ("raw", "in-memory", "stdio", "stdio-raw", "HTTP"):
+        for mode in ("raw", "in-memory", "stdio", "stdio-raw-tmpfs", "stdio-raw", "HTTP"):
             if mode not in results:
                 continue
             summary = results[mode]
@@ -171,23 +181,55 @@ async def _measure(run: Run, section: Section) -> None:
                 )
             )
 
+    section.note(
+        f"stdio Δ: the raw JSON-RPC servers differ only in where the audit log is: {tmpfs} "
+        f"({run.fast_dir.parent}) or {disk} ({run.scratch.parent}, as deployed); get_build writes one record "
+        "(not fsynced), restart_job two fsynced ones, so the two rows of restart_job differ by the disk's "
+        "fsyncs (section 6 has them in-process)."
+    )
     await _stubbed(run, section, recorded)
 
 
-def _pipe_call(pipe: PipeServer, tool: str, args: Callable[[], dict[str, str]]) -> Callable[[], Call]:
-    """A call factory for a server spoken to with raw JSON-RPC over its pipes."""
+def _open_pipe(run: Run, env: dict[str, str], name: str) -> PipeServer:
+    """Our server over stdio for raw JSON-RPC, past its handshake and first tools/list."""
+    pipe = PipeServer(run, run.ours_argv(), env, name=name, era=LATEST_ERA)
+    try:
+        pipe.handshake()
+        pipe.request("tools/list")
+    except BaseException:
+        pipe.close()
+        raise
+    return pipe
+
+
+def _pipe_call(
+    pipe: PipeServer, tool: str, args: Callable[[], dict[str, str]], *, refusal: str | None = None
+) -> Callable[[], Call]:
+    """A call factory for a server spoken to with raw JSON-RPC over its pipes. With `refusal`, the call must
+    be answered with a tool error (`isError`) whose text contains it; anything else stops the benchmark."""
 
     def make() -> Call:
         arguments = args()
 
         async def call() -> None:  # blocks on the pipe: nothing else runs meanwhile anyway
             answer = pipe.call(tool, arguments)
-            if "error" in answer or answer["result"].get("isError"):
-                raise BenchError(f"{tool} over raw stdio failed: {str(answer)[:300]}")
+            if not _answered_as_expected(answer, refusal):
+                expected = "success" if refusal is None else f"a tool error saying {refusal!r}"
+                raise BenchError(f"{tool} over raw stdio: expected {expected}, got {str(answer)[:300]}")
 
         return call
 
     return make
+
+
+def _answered_as_expected(answer: dict[str, Any], refusal: str | None) -> bool:
+    if "error" in answer:
+        return False
+    result: dict[str, Any] = answer["result"]
+    if refusal is None:
+        return not result.get("isError")
+    texts = [item.get("text", "") for item in result.get("content", []) if isinstance(item, dict)]
+    return bool(result.get("isError")) and any(refusal in text for text in texts)
 
 
 def _call_with(client: Any, tool: str, arguments: dict[str, str]) -> Call:
@@ -225,6 +267,9 @@ async def _stubbed(run: Run, section: Section, bodies: dict[str, Any]) -> None:
             "restart_job": lambda: _call_with(ours, "restart_job", stub_job_args(sandbox.restart_project)),
         }
         triggers = await interleaved(modes, trigger_calls, counts.latency_warmup)
+        refused_log = run.scratch / "audit-refused.jsonl"
+        refusals = await _refused_vs_bare(run, stack, bare_pipe, refused_log)
+    _check_refusals_audited(refused_log, refusals["refused"].n + counts.latency_warmup)
 
     bare_summary = results["bare"]
     section.add(Row.of("noop · bare MCPServer tool, in-memory", bare_summary, fmt_ms))
@@ -266,14 +311,82 @@ async def _stubbed(run: Run, section: Section, bodies: dict[str, Any]) -> None:
             ),
         )
         section.add(tail)
+    _add_refusal_rows(run, section, refusals)
     section.note(
         "raw = the InfraBox requests the tool makes, with plain httpx: get_build = GET build and GET jobs "
         "concurrently; restart_job = POST restart. Every restart_job (raw or ours) takes a job nobody restarted."
     )
     section.note(
-        "SDK clients negotiate 2026-07-28 (auto mode). Our audit log is a JSONL file on disk: reads write one "
-        "record, restart_job two fsynced ones. Stubbed = everything of ours (ids, permission, budgets, audit, "
-        "InfraBox client, views) with httpx.MockTransport answering recorded sandbox bodies."
+        "SDK clients negotiate 2026-07-28 (auto mode). Our audit log is a JSONL file on disk (on tmpfs where "
+        "a row says so): reads write one record, restart_job two fsynced ones. Stubbed = everything of ours "
+        "(ids, permission, budgets, audit, InfraBox client, views) with httpx.MockTransport answering "
+        "recorded sandbox bodies."
+    )
+
+
+async def _refused_vs_bare(
+    run: Run, stack: AsyncExitStack, bare_pipe: PipeServer, audit_log: Path
+) -> dict[str, Summary]:
+    """A trigger our server refuses before any InfraBox request, as a runaway agent meets it: the trigger
+    budget used up. A server whose budget is one trigger a minute spends it on a real restart first; every
+    later restart_job (a new job id each, so no duplicate guard answers it) is refused by the budget and
+    audited (one fsynced `denied` record, on disk as deployed). Interleaved with the bare floor over stdio."""
+    sandbox = run.sandbox
+    env = run.ours_env(audit_log=audit_log) | {"MCP_CI_TRIGGER_PER_MINUTE": "1"}
+    pipe = _open_pipe(run, env, "ours-refusing")
+    stack.callback(pipe.close)
+    spend = _pipe_call(
+        pipe, "restart_job", lambda: {"project_id": sandbox.restart_project, "job_id": sandbox.fresh_job()}
+    )
+    await spend()()  # the one slot of the minute: every call below must be refused by the budget
+    modes: dict[str, Callable[[], Call]] = {
+        "bare-stdio": _pipe_call(bare_pipe, "noop", dict),
+        "refused": _pipe_call(
+            pipe, "restart_job", lambda: stub_job_args(sandbox.restart_project), refusal=BUDGET_REFUSAL
+        ),
+    }
+    return await interleaved(modes, run.counts.latency_calls, run.counts.latency_warmup)
+
+
+def _check_refusals_audited(audit_log: Path, refused: int) -> None:
+    """The accepted call wrote its two records, and every refusal its `denied` one (the budget's reason)."""
+    records = [json.loads(line) for line in audit_log.read_text().splitlines()]
+    denied = [r for r in records if r.get("outcome") == "denied" and r.get("reason") == "rate_limited"]
+    if len(denied) != refused or len(records) != refused + 2:
+        raise BenchError(
+            f"expected {refused} budget refusals audited after one accepted trigger, found {len(denied)} "
+            f"of {len(records)} records"
+        )
+
+
+def _add_refusal_rows(run: Run, section: Section, results: dict[str, Summary]) -> None:
+    bare, refused = results["bare-stdio"], results["refused"]
+    section.add(
+        Row.of(
+            "noop · bare MCPServer tool over stdio, raw JSON-RPC (interleaved with refusals)", bare, fmt_ms
+        )
+    )
+    ratio = refused.median / bare.median
+    section.add(
+        Row.of(
+            f"restart_job refused by the trigger budget · ours over stdio, raw JSON-RPC, audit on "
+            f"{filesystem(run.scratch)} (fsynced)",
+            refused,
+            fmt_ms,
+            ref=bare,
+            vs="bare stdio",
+            verdict=Verdict(
+                f"≤ {REFUSAL_RATIO}x bare",
+                ratio <= REFUSAL_RATIO,
+                measured=f"{fmt_ms(refused.median)} vs {fmt_ms(bare.median)}, {ratio:.2f}x",
+            ),
+        )
+    )
+    section.note(
+        "Refused trigger: our server with a trigger budget of 1 a minute, spent on one real restart first; "
+        "each timed restart_job (a new job id) is refused by the budget before any InfraBox request, with "
+        f"its `denied` audit record written and fsynced to the JSONL file on {filesystem(run.scratch)} "
+        "(checked: one per refusal). Its reference is the bare floor's noop over stdio in the same loop."
     )
 
 
