@@ -8,10 +8,10 @@ the readers' latency during a stall is compared with the same reads without one,
 Every record goes to the one audit file, as deployed: the readers' records share the sink with the stalled
 write. Two places for the stall, each its own server:
 
-- `in-lock`: inside the JSONL sink's `write(2)` (its `write` seam), so the sink's lock and `flock` are held
-  meanwhile, as they are when a real write or fsync stalls. Reads' records wait for that lock.
-- `before-sink`: in an `AuditSink` wrapper before the JSONL sink is entered: what the server's off-loop
-  audit writing alone achieves (would hold if the stall were not in the shared file).
+- `fsync`: in the attempt record's own `fsync(2)` (the sink's `sync` seam), where a slow or busy disk
+  stalls: the sink syncs after releasing its locks, so the readers' records are not held up.
+- `write`: inside the JSONL sink's `write(2)` (its `write` seam), the sink's lock and `flock` held meanwhile,
+  as when the page cache is full and the kernel throttles writers: reads' records wait for that lock.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +36,7 @@ from benchmarks.stats import Summary, summarize
 from benchmarks.table import Row, Section, Verdict, fmt_ms
 from mcp_ci_tools.audit import AuditSink, JsonlFileSink
 
-__all__ = ["StalledWrite", "StallingSink", "measure_into"]
+__all__ = ["StalledSync", "StalledWrite", "measure_into"]
 
 READERS = 3
 READER_PAUSE_S = 0.01  # between a reader's calls: callers that think, and reads within the read budget
@@ -62,8 +62,14 @@ class Stall:
         self._armed.set()
 
     def block_if_due(self, data: bytes) -> None:
+        self._block(lambda: ATTEMPT in data)
+
+    def block_if_armed(self) -> None:
+        self._block(lambda: True)
+
+    def _block(self, wanted: Callable[[], bool]) -> None:
         with self._lock:  # one stall per arming, whichever thread gets there first
-            due = self._armed.is_set() and ATTEMPT in data
+            due = self._armed.is_set() and wanted()
             if due:
                 self._armed.clear()
         if due:
@@ -83,17 +89,16 @@ class StalledWrite:
         return os.write(fd, data)
 
 
-class StallingSink:
-    """An `AuditSink` that stalls a durable write before handing it to `inner` (whose locks stay free)."""
+class StalledSync:
+    """`JsonlFileSink`'s `fsync(2)` seam, stalled by `stall`: the first record synced after arming is the
+    trigger's attempt (reads' records are not synced)."""
 
-    def __init__(self, inner: AuditSink, stall: Stall) -> None:
-        self.inner = inner
+    def __init__(self, stall: Stall) -> None:
         self.stall = stall
 
-    def write(self, line: str, *, durable: bool) -> None:
-        if durable:
-            self.stall.block_if_due(line.encode())
-        self.inner.write(line, durable=durable)
+    def __call__(self, fd: int) -> None:
+        self.stall.block_if_armed()
+        os.fsync(fd)
 
 
 @dataclass
@@ -154,9 +159,9 @@ async def _scenario(
 
 
 def _sink(variant: str, path: Path, stall: Stall) -> AuditSink:
-    if variant == "in-lock":
+    if variant == "write":
         return JsonlFileSink(path, write=StalledWrite(stall))
-    return StallingSink(JsonlFileSink(path), stall)
+    return JsonlFileSink(path, sync=StalledSync(stall))
 
 
 async def _measure_variant(
@@ -221,11 +226,11 @@ def _add_rows(section: Section, variant: str, windows: Windows, stall_s: float, 
         raise BenchError(f"{variant}: {len(quiet_ms)} quiet and {len(stalled_ms)} stalled reads")
     quiet, stalled = summarize(quiet_ms), summarize(stalled_ms)
     where = {
-        "in-lock": "inside the JSONL sink's write (its lock held)",
-        "before-sink": "before the JSONL sink (its lock free)",
+        "fsync": "in the attempt record's fsync (as a slow disk stalls)",
+        "write": "inside the JSONL sink's write(2), its lock held (page cache full)",
     }[variant]
     callers = f"get_build, {READERS} other callers"
-    target = variant == "in-lock"  # the deployed case; before-sink shows what off-loop writing alone does
+    target = variant == "fsync"  # where a slow disk stalls; a stalled write(2) is shown without a target
     section.add(Row.of(f"{callers} · no stall ({variant} server)", quiet, fmt_ms))
     ratio = stalled.median / quiet.median
     section.add(
@@ -252,7 +257,7 @@ async def measure_into(run: Run, section: Section) -> None:
     stall_s, rounds = (0.2, 1) if run.smoke else (1.0, 3)
     bodies = await _bodies(run)
     lines: list[str] = []
-    for variant in ("in-lock", "before-sink"):
+    for variant in ("fsync", "write"):
         windows, path = await _measure_variant(run, variant, bodies, stall_s, rounds)
         _add_rows(section, variant, windows, stall_s, filesystem(path.parent))
         lines.append(f"{variant}: {len(windows.reads)} get_build + {2 * rounds} restart_job records")
@@ -262,10 +267,9 @@ async def measure_into(run: Run, section: Section) -> None:
         f"of {stall_s:.1f} s with no trigger alternate with {rounds} restart_job call(s) from another "
         f"client whose durable attempt write blocks {stall_s:.1f} s. 'During' = reads that overlap a stall. "
         "All records go to one audit file per server, as deployed (" + "; ".join(lines) + "): the "
-        "readers' records share the sink with the stalled write, so reads that queue behind it (for the "
-        "sink's lock, or any writer they share) show in the in-lock rows; the before-sink rows stall before the "
-        "sink's lock is taken (the readers' records still go to the same file): what off-loop audit "
-        "writing alone gives. Targets: "
+        "readers' records share the sink with the stalled write. fsync rows: the stall is in the attempt "
+        "record's own fsync, which the sink runs after releasing its locks; write rows: the stall is inside "
+        "write(2) with the sink's lock held, so reads' records queue behind it (shown, no target). Targets: "
         f"a stall stalls only its own call: the other callers' median within {STALL_RATIO}x and p99 within "
         f"{STUB_TAIL}x of the same reads without a stall; a read that waits for the stalled write takes "
         "about the stall and misses both."
