@@ -39,6 +39,8 @@ __all__ = ["interleaved", "measure", "stub_transport"]
 
 STDIO_OVERHEAD_MS = 1.5
 STUB_RATIO = 1.3
+# Issue 18: at most half of the per-call cost of the 2026-11-25 run (get_build 6.05x, restart_job 5.69x bare).
+CPU_GOALS = {"get_build": 6.05 / 2, "restart_job": 5.69 / 2}
 STUB_TAIL = 3.0
 REFUSAL_RATIO = 1.3
 BUDGET_REFUSAL = "Trigger budget used up"  # the start of the refusal's text (tools/_errors.py)
@@ -46,17 +48,31 @@ BUDGET_REFUSAL = "Trigger budget used up"  # the start of the refusal's text (to
 Call = Callable[[], Awaitable[Any]]
 
 
-async def interleaved(modes: dict[str, Callable[[], Call]], calls: int, warmup: int) -> dict[str, Summary]:
-    """Round-robin over the modes; each mode's factory makes the next call (untimed), then it is timed."""
+async def interleaved(
+    modes: dict[str, Callable[[], Call]],
+    calls: int,
+    warmup: int,
+    *,
+    cpu: dict[str, Summary] | None = None,
+) -> dict[str, Summary]:
+    """Round-robin over the modes; each mode's factory makes the next call (untimed), then it is timed.
+
+    With `cpu`, each call's CPU time in this process (every thread: the audit's worker thread too) is
+    summarised there as well, in milliseconds.
+    """
     samples: dict[str, list[float]] = {name: [] for name in modes}
+    cpu_samples: dict[str, list[float]] = {name: [] for name in modes}
     for i in range(warmup + calls):
         for name, make in modes.items():
             call = make()
-            start = time.perf_counter()
+            cpu_start, start = time.process_time(), time.perf_counter()
             await call()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu_used = time.perf_counter() - start, time.process_time() - cpu_start
             if i >= warmup:
                 samples[name].append(elapsed * 1000)
+                cpu_samples[name].append(cpu_used * 1000)
+    if cpu is not None:
+        cpu.update({name: summarize(values) for name, values in cpu_samples.items()})
     return {name: summarize(values) for name, values in samples.items()}
 
 
@@ -259,14 +275,16 @@ async def _stubbed(run: Run, section: Section, bodies: dict[str, Any]) -> None:
             "bare-stdio": _pipe_call(bare_pipe, "noop", dict),
             "get_build": lambda: lambda: call_ok(ours, "get_build", build_args),
         }
-        results = await interleaved(modes, counts.stub_calls, counts.latency_warmup)
+        cpu: dict[str, Summary] = {}
+        results = await interleaved(modes, counts.stub_calls, counts.latency_warmup, cpu=cpu)
         # The trigger budget is at most 1000 a minute: fewer restart_job calls, again interleaved with bare.
         trigger_calls = min(counts.stub_calls, 900)
         modes = {
             "bare": lambda: lambda: call_ok(bare, "noop", {}),
             "restart_job": lambda: _call_with(ours, "restart_job", stub_job_args(sandbox.restart_project)),
         }
-        triggers = await interleaved(modes, trigger_calls, counts.latency_warmup)
+        trigger_cpu: dict[str, Summary] = {}
+        triggers = await interleaved(modes, trigger_calls, counts.latency_warmup, cpu=trigger_cpu)
         refused_log = run.scratch / "audit-refused.jsonl"
         refusals = await _refused_vs_bare(run, stack, bare_pipe, refused_log)
     _check_refusals_audited(refused_log, refusals["refused"].n + counts.latency_warmup)
@@ -311,6 +329,12 @@ async def _stubbed(run: Run, section: Section, bodies: dict[str, Any]) -> None:
             ),
         )
         section.add(tail)
+    section.add(Row.of("noop · bare MCPServer tool, in-memory, CPU per call (process)", cpu["bare"], fmt_ms))
+    for tool, ours_cpu, bare_cpu in (
+        ("get_build", cpu["get_build"], cpu["bare"]),
+        ("restart_job", trigger_cpu["restart_job"], trigger_cpu["bare"]),
+    ):
+        section.add(_cpu_row(tool, ours_cpu, bare_cpu))
     _add_refusal_rows(run, section, refusals)
     section.note(
         "raw = the InfraBox requests the tool makes, with plain httpx: get_build = GET build and GET jobs "
@@ -321,6 +345,24 @@ async def _stubbed(run: Run, section: Section, bodies: dict[str, Any]) -> None:
         "a row says so): reads write one record, restart_job two fsynced ones. Stubbed = everything of ours "
         "(ids, permission, budgets, audit, InfraBox client, views) with httpx.MockTransport answering "
         "recorded sandbox bodies."
+    )
+
+
+def _cpu_row(tool: str, ours: Summary, bare: Summary) -> Row:
+    """CPU per call, this process (every thread), ours vs the bare tool measured in the same loop."""
+    goal = CPU_GOALS[tool]
+    ratio = ours.median / bare.median
+    return Row.of(
+        f"{tool} · ours, InfraBox stubbed, CPU per call (process)",
+        ours,
+        fmt_ms,
+        ref=bare,
+        vs="bare CPU",
+        verdict=Verdict(
+            f"≤ {goal:.2f}x bare (half of 2026-11-25's)",
+            ratio <= goal,
+            measured=f"{fmt_ms(ours.median)} vs {fmt_ms(bare.median)} CPU, {ratio:.2f}x",
+        ),
     )
 
 
