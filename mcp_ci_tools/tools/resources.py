@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mcp.server import MCPServer
@@ -105,7 +107,7 @@ def register(server: MCPServer, deps: Deps) -> None:
                 max_bytes=CONSOLE_BYTES,
             )
 
-        try:
+        with _as_resource_error():
             result = await run_read(
                 deps,
                 tool="resource:console",
@@ -115,8 +117,6 @@ def register(server: MCPServer, deps: Deps) -> None:
                 fetch=fetch,
                 detail=lambda r: {"total_bytes": r.total_bytes, "returned_bytes": r.returned_bytes},
             )
-        except ToolError as error:
-            raise ResourceError(str(error)) from None
         return console_text(result)
 
     @server.resource(
@@ -145,7 +145,7 @@ def register(server: MCPServer, deps: Deps) -> None:
                 else f"{len(jobs) - len(shown)} job(s) not shown (100 kB cap): list_jobs pages them",
             )
 
-        try:
+        with _as_resource_error():
             result = await run_read(
                 deps,
                 tool="resource:build",
@@ -155,8 +155,6 @@ def register(server: MCPServer, deps: Deps) -> None:
                 fetch=fetch,
                 detail=lambda r: {"jobs_total": r.jobs_total},
             )
-        except ToolError as error:
-            raise ResourceError(str(error)) from None
         return result.model_dump_json(indent=2)
 
     async def complete(
@@ -233,3 +231,12 @@ async def _builds(deps: Deps, project_id: str, prefix: str) -> list[str]:
 async def _branches(deps: Deps, project_id: str, prefix: str) -> list[str]:
     builds = await _recent_builds(deps, project_id, "completion:branch")
     return list(dict.fromkeys(b.branch for b in builds if b.branch and _starts(prefix, b.branch)))
+
+
+@contextmanager
+def _as_resource_error() -> Iterator[None]:
+    """A read's refusal or failure (a ToolError) as the ResourceError a resource read reports, same text."""
+    try:
+        yield
+    except ToolError as error:
+        raise ResourceError(str(error)) from None
