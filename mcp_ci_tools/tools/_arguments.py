@@ -83,7 +83,7 @@ class ArgumentCheck(Extension):
             build_id=ids.get("build_id"),
             job_id=ids.get("job_id"),
         )
-        await self._deps.audit.write_or_log(record, durable=True)
+        await self._deps.audit.write_or_log(record, durable=False)  # refused, nothing sent: see _audit_denied
 
 
 def _refusal(tool: Tool, arguments: Mapping[str, Any]) -> InvalidArgument | None:

@@ -373,7 +373,9 @@ async def _audit_denied(
     call: _Call[Any], refusal: PolicyDenied, detail: dict[str, Any] | None = None
 ) -> None:
     record = call.record("result", decision="denied", outcome="denied", reason=refusal.reason, detail=detail)
-    await call.deps.audit.write_or_log(record, durable=True)
+    # Nothing was sent: the record needs no sync of its own (a flood of refusals must not become one of
+    # fsyncs); it is in the file before the answer, and the next durable record's fsync covers it.
+    await call.deps.audit.write_or_log(record, durable=False)
 
 
 async def _refuse(call: _Call[Any], refusal: PolicyDenied | AuditUnavailable) -> NoReturn:

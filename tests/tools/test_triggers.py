@@ -314,6 +314,9 @@ async def test_declared_no_trigger_permission_refuses_without_sending(
     assert "MCP_CI_ALLOW_TRIGGER=true" in text
     assert route.call_count == 0
     assert [(r["decision"], r["reason"]) for r in audit.records] == [("denied", "trigger_not_allowed")]
+    # Nothing was sent, so the refusal's record is written without an fsync of its own: a flood of refused
+    # calls costs no disk syncs (a later durable record's fsync makes it durable too).
+    assert audit.durable == [False]
 
 
 async def test_infrabox_403_no_trigger_permission_is_learned_for_every_trigger_tool(
