@@ -372,7 +372,7 @@ async def _refused_vs_bare(
     """A trigger our server refuses before any InfraBox request, as a runaway agent meets it: the trigger
     budget used up. A server whose budget is one trigger a minute spends it on a real restart first; every
     later restart_job (a new job id each, so no duplicate guard answers it) is refused by the budget and
-    audited (one fsynced `denied` record, on disk as deployed). Interleaved with the bare floor over stdio."""
+    audited (one `denied` record, on disk as deployed). Interleaved with the bare floor over stdio."""
     sandbox = run.sandbox
     env = run.ours_env(audit_log=audit_log) | {"MCP_CI_TRIGGER_PER_MINUTE": "1"}
     pipe = _open_pipe(run, env, "ours-refusing")
@@ -412,7 +412,7 @@ def _add_refusal_rows(run: Run, section: Section, results: dict[str, Summary]) -
     section.add(
         Row.of(
             f"restart_job refused by the trigger budget · ours over stdio, raw JSON-RPC, audit on "
-            f"{filesystem(run.scratch)} (fsynced)",
+            f"{filesystem(run.scratch)}",
             refused,
             fmt_ms,
             ref=bare,
@@ -427,8 +427,8 @@ def _add_refusal_rows(run: Run, section: Section, results: dict[str, Summary]) -
     section.note(
         "Refused trigger: our server with a trigger budget of 1 a minute, spent on one real restart first; "
         "each timed restart_job (a new job id) is refused by the budget before any InfraBox request, with "
-        f"its `denied` audit record written and fsynced to the JSONL file on {filesystem(run.scratch)} "
-        "(checked: one per refusal). Its reference is the bare floor's noop over stdio in the same loop."
+        f"its `denied` audit record written to the JSONL file on {filesystem(run.scratch)} (checked: one per "
+        "refusal; a refusal's record has no fsync of its own, nothing having been sent). Its reference is the bare floor's noop over stdio in the same loop."
     )
 
 
