@@ -90,7 +90,35 @@ def _transport_asked(args: Sequence[str], environ: Mapping[str, str]) -> str:
     return str(known.transport or environ.get("MCP_CI_TRANSPORT") or "stdio").strip()
 
 
-def _serve_http(settings: Settings) -> int:
+def _cannot_listen(settings: Settings, error: OSError) -> int:
+    variable = "MCP_CI_PORT" if error.errno == errno.EADDRINUSE else "MCP_CI_HOST"
+    print(
+        f"mcp-ci-tools: configuration error: {variable}: cannot listen on {settings.host}:{settings.port}: "
+        f"{error.strerror or error}",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _serve_workers(settings: Settings, args: list[str], environ: dict[str, str]) -> int:
+    from mcp_ci_tools.http_app import listen
+    from mcp_ci_tools.http_workers import run_workers
+
+    try:  # held (bound, not listening) while the workers run: the port stays ours, and 0 picks one for all
+        held = listen(settings.host, settings.port, reuse_port=True, backlog=0)
+    except OSError as error:
+        return _cannot_listen(settings, error)
+    with held:
+        return run_workers(
+            args,
+            environ,
+            workers=settings.workers,
+            port=held.getsockname()[1],
+            drain_s=settings.shutdown_grace,
+        )
+
+
+def _serve_http(settings: Settings, *, worker: str | None = None) -> int:
     import anyio
 
     from mcp_ci_tools.domain.masking import mask
@@ -116,23 +144,18 @@ def _serve_http(settings: Settings) -> int:
 
     app = build_http_app(server, settings, readiness=ready)
     try:
-        sock = listen(settings.host, settings.port)
+        sock = listen(settings.host, settings.port, reuse_port=worker is not None)
     except OSError as error:
-        variable = "MCP_CI_PORT" if error.errno == errno.EADDRINUSE else "MCP_CI_HOST"
-        print(
-            f"mcp-ci-tools: configuration error: {variable}: cannot listen on {settings.host}:{settings.port}: "
-            f"{error.strerror or error}",
-            file=sys.stderr,
-        )
-        return 2
+        return _cannot_listen(settings, error)
     port = sock.getsockname()[1]
     _start_up_done()
     if settings.state_url:
         log.info("budgets, learned permissions and guards are shared through %s", mask(settings.state_url))
     paths = {"streamable-http": "/mcp", "sse": "/sse", "http": "/mcp and /sse"}[settings.transport]
     log.info(
-        "serving MCP over %s at http://%s:%d (%s, /metrics %s) for %s; callers authenticate with their own "
+        "%sserving MCP over %s at http://%s:%d (%s, /metrics %s) for %s; callers authenticate with their own "
         "token (trigger %s, audit log %s)",
+        "" if worker is None else f"worker {worker} (pid {os.getpid()}): ",
         settings.transport,
         settings.host,
         port,
@@ -221,7 +244,12 @@ def _serve_with(args: list[str], environ: dict[str, str]) -> int:
     try:
         repair_audit_log(settings.audit_log)
         if settings.transport != "stdio":
-            return _serve_http(settings)
+            from mcp_ci_tools.http_workers import worker_of
+
+            worker = worker_of(environ)
+            if settings.workers > 1 and worker is None:
+                return _serve_workers(settings, args, environ)
+            return _serve_http(settings, worker=worker)
         return _serve_stdio(settings)
     finally:
         if tracing is not None:

@@ -152,6 +152,13 @@ class Settings(BaseSettings):
     transport: Transport = Field("stdio", description="streamable-http serves /mcp, sse /sse, http both")
     host: str = Field("127.0.0.1", description="HTTP bind address")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="streamable-http only: worker processes serving the port (SO_REUSEPORT); above 1 "
+        "requires MCP_CI_STATE_URL (budgets are shared through Redis) and serves /mcp stateless",
+    )
     allowed_hosts: _Items = Field(
         (),
         description="Host header to accept besides loopback, repeatable or comma-separated; name, "
@@ -426,6 +433,38 @@ class _Parser(argparse.ArgumentParser):
         return self.add_argument(*flags, **kwargs)
 
 
+def _check_workers(values: Mapping[str, Any], transport: str, variable: Mapping[str, str]) -> None:
+    """Several workers only where it is safe: Streamable HTTP (no process-bound SSE sessions) on Redis."""
+    try:
+        workers = int(str(values.get("workers", 1)).strip())
+    except ValueError:
+        return  # not a number: Settings' own validation names the variable
+    if workers <= 1:
+        return
+    if transport != "streamable-http":
+        raise ConfigError(
+            variable["workers"],
+            f"above 1 works only with --transport streamable-http, not {transport}: "
+            + (
+                "stdio is one client's pipe"
+                if transport == "stdio"
+                else "an SSE session lives in one process, and its next POST may reach another worker"
+            ),
+        )
+    if str(values.get("audit_log", "")).strip() == "-":
+        raise ConfigError(
+            variable["workers"],
+            f"above 1 cannot write the audit to one standard output ({variable['audit_log']}=-): the workers' "
+            "chains would interleave; give a file (the workers share it, chained under its lock)",
+        )
+    if not values.get("state_url"):
+        raise ConfigError(
+            variable["workers"],
+            f"above 1 needs budgets shared through Redis: set {variable['state_url']} (each worker would "
+            "otherwise count its own budget)",
+        )
+
+
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Build `Settings` from flags (first) and environment variables; raise `ConfigError` on any problem."""
     defaults = {"audit_log": default_audit_path(environ)}
@@ -475,6 +514,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             f"is for stdio only: with --transport {transport}, /metrics is served on the HTTP port "
             f"({variable['port']}) beside /healthz",
         )
+    _check_workers(values, transport, variable)
     if transport == "stdio" and "metrics_token" in values and "metrics_port" not in values:
         raise ConfigError(
             variable["metrics_token"],

@@ -149,7 +149,8 @@ def build_http_app(
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         json_response=False,  # answers stream as SSE events, so progress notifications get through
-        stateless_http=False,
+        # Several workers share the port and a client's next connection may reach another one: no sessions.
+        stateless_http=settings.workers > 1,
         max_request_body_size=settings.max_body_bytes,
         session_idle_timeout=settings.session_idle_timeout,
         max_sessions=settings.max_sessions,
@@ -262,15 +263,22 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
     return uvicorn.Config(app, **{**options, **overrides})
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048) -> socket.socket:
     """A listening socket on `host:port` (0: a free port), bound before anything says it is serving, so a
-    port in use is an `OSError` here rather than a uvicorn traceback after "serving…"."""
+    port in use is an `OSError` here rather than a uvicorn traceback after "serving…".
+
+    `reuse_port`: several processes listen on the same port (`SO_REUSEPORT`) and the kernel spreads new
+    connections across them (`backlog` 0: bound only, to hold the port, receiving no connections).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host.strip("[]"), port))
-        sock.listen(2048)
+        if backlog:
+            sock.listen(backlog)
     except BaseException:
         sock.close()
         raise

@@ -27,6 +27,7 @@ PARTS: dict[str, tuple[str, ...]] = {
         "mcp_ci_tools.http_guard",
         "mcp_ci_tools.http_conn",
         "mcp_ci_tools.http_sessions",
+        "mcp_ci_tools.http_workers",
         "mcp_ci_tools.publish",
         "mcp_ci_tools.inflight",
         "mcp_ci_tools.demo",

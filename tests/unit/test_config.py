@@ -255,6 +255,7 @@ SETTINGS = [
     ("transport", "MCP_CI_TRANSPORT", "--transport", "sse", "sse"),
     ("host", "MCP_CI_HOST", "--host", "0.0.0.0", "0.0.0.0"),
     ("port", "MCP_CI_PORT", "--port", "9000", 9000),
+    ("workers", "MCP_CI_WORKERS", "--workers", "3", 3),
     ("allowed_hosts", "MCP_CI_ALLOWED_HOSTS", "--allowed-host", "a,b:*", ("a", "b:*")),
     ("allowed_origins", "MCP_CI_ALLOWED_ORIGINS", "--allowed-origin", "https://o", ("https://o",)),
     ("max_body_bytes", "MCP_CI_MAX_BODY_BYTES", "--max-body-bytes", "2048", 2048),
@@ -305,6 +306,8 @@ def test_each_setting_is_read_from_its_variable_and_its_flag(
     base = STDIO_ENV if field == "token" else HTTP_ENV
     if field == "metrics_port":  # stdio only: over HTTP /metrics is on the main port
         base = {**STDIO_ENV, "INFRABOX_MCP_TOKEN": TOKEN}
+    if field == "workers":  # several only over Streamable HTTP, with budgets in Redis
+        base = {**HTTP_ENV, "MCP_CI_TRANSPORT": "streamable-http", "MCP_CI_STATE_URL": "redis://redis:6379/0"}
     from_variable = load_settings([], {**base, variable: raw or "true"})
     from_flag = load_settings([flag] if raw is None else [flag, raw], base)
 
@@ -488,3 +491,30 @@ def test_help_also_names_the_sandbox_the_version_the_log_level_and_the_commands(
         "mcp-ci-tools demo",
     ):
         assert f"\n  {entry} " in "\n" + more, entry
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"MCP_CI_TRANSPORT": "streamable-http"}, "needs budgets shared through Redis: set MCP_CI_STATE_URL"),
+        ({"MCP_CI_TRANSPORT": "sse", "MCP_CI_STATE_URL": "redis://r:6379/0"}, "an SSE session lives in one"),
+        ({"MCP_CI_TRANSPORT": "http", "MCP_CI_STATE_URL": "redis://r:6379/0"}, "not http"),
+        ({"MCP_CI_STATE_URL": "redis://r:6379/0", "INFRABOX_MCP_TOKEN": TOKEN}, "stdio is one client's pipe"),
+        (
+            {
+                "MCP_CI_TRANSPORT": "streamable-http",
+                "MCP_CI_STATE_URL": "redis://r:6379/0",
+                "MCP_CI_AUDIT_LOG": "-",
+            },
+            "one standard output",
+        ),
+    ],
+)
+def test_several_workers_are_refused_where_they_could_not_share_one_exact_budget(
+    environ: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings([], {**STDIO_ENV, **environ, "MCP_CI_WORKERS": "2"})
+
+    assert refused.value.variable == "MCP_CI_WORKERS"
+    assert problem in refused.value.problem
