@@ -118,7 +118,7 @@ def serve(
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on `host:port` (0: a free port), or `OSError` (e.g. the port is in use)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so asyncio sets TCP_NODELAY
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
