@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,7 +24,17 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent
 from pydantic import SecretStr
 
-from benchmarks.harness import BenchError, Run, command, free_port, stop_process, tail
+from benchmarks.harness import (
+    BENCH_DIR,
+    BenchError,
+    Run,
+    base_env,
+    command,
+    free_port,
+    process_tree,
+    stop_process,
+    tail,
+)
 from mcp_ci_tools.audit import AuditSink
 from mcp_ci_tools.config import Settings
 from mcp_ci_tools.sandbox import SANDBOX_TOKENS
@@ -40,6 +51,7 @@ __all__ = [
     "open_inmemory",
     "open_stdio",
     "result_text",
+    "start_floor_http",
     "start_ours_http",
     "stub_job_args",
 ]
@@ -172,50 +184,87 @@ class HttpServer:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    path: str = "/mcp"
 
     @property
     def mcp_url(self) -> str:
-        return self.url + "/mcp"
+        return self.url + self.path
+
+    def pids(self) -> list[int]:
+        """The server's process and its workers, if it has any."""
+        return process_tree(self.proc.pid)
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        stop_process(self.proc, grace_s=10.0)
 
 
-def start_ours_http(run: Run, *, timeout_s: float = 30.0) -> HttpServer:
-    """`mcp-ci-tools --transport streamable-http` on a free loopback port, once `GET /healthz` answers 200.
+def start_ours_http(
+    run: Run, *, workers: int = 1, state_url: str | None = None, timeout_s: float = 30.0
+) -> HttpServer:
+    """`mcp-ci-tools --transport streamable-http` on a free loopback port, once `GET /healthz` answers 200
+    (and, with several workers, once every worker says it is serving).
 
     Raises `Unavailable` while the transport is not there (no flag, the process exits, no health answer).
     """
     argv = run.ours_argv()
     env = run.ours_env(stdio=False)
+    if state_url:
+        env["MCP_CI_STATE_URL"] = state_url
     shown = command([*argv, "--help"], env=env, timeout_s=60).stdout
     if "--transport" not in shown:
         raise Unavailable("`mcp-ci-tools --help` shows no --transport flag yet")
     port = free_port()
     log = run.log_path("ours-http")
+    flags = ["--transport", "streamable-http", "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:
+        flags += ["--workers", str(workers)]
     proc = run.spawn(
-        [*argv, "--transport", "streamable-http", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
+        [*argv, *flags], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr_path=log
+    )
+    server = HttpServer(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    _wait_answering(server, "`mcp-ci-tools --transport streamable-http`", timeout_s, health="/healthz")
+    if workers > 1:
+        deadline = time.monotonic() + timeout_s
+        while sum("serving MCP over" in line for line in tail(log, 200).splitlines()) < workers:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise Unavailable(f"not all {workers} workers said they were serving: {tail(log, 2)[:300]}")
+            time.sleep(0.05)
+    return server
+
+
+def start_floor_http(run: Run, *, timeout_s: float = 30.0) -> HttpServer:
+    """The bare MCPServer floor (one noop tool) over Streamable HTTP, as `MCPServer.run` serves it."""
+    port = free_port()
+    log = run.log_path("floor-http")
+    proc = run.spawn(
+        [sys.executable, str(BENCH_DIR / "peers" / "floor_server.py"), "--http", str(port)],
+        env=base_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr_path=log,
     )
-    url = f"http://127.0.0.1:{port}"
+    server = HttpServer(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    _wait_answering(server, "the floor over Streamable HTTP", timeout_s, health=None)
+    return server
+
+
+def _wait_answering(server: HttpServer, what: str, timeout_s: float, *, health: str | None) -> None:
+    """Until `health` answers 200 (without one: until anything at all answers on the MCP path)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            last = tail(log, 1) or "(no output)"
-            raise Unavailable(
-                f"`mcp-ci-tools --transport streamable-http` exited with status {proc.returncode}: {last[:200]}"
-            )
+        if server.proc.poll() is not None:
+            last = tail(server.log, 1) or "(no output)"
+            raise Unavailable(f"{what} exited with status {server.proc.returncode}: {last[:200]}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return HttpServer(url=url, proc=proc, log=log)
+            if health is None:
+                httpx.get(server.mcp_url, timeout=2)
+                return
+            if httpx.get(server.url + health, timeout=2).status_code == 200:
+                return
         time.sleep(0.05)
-    stop_process(proc)
-    raise Unavailable(
-        f"`mcp-ci-tools --transport streamable-http` did not answer GET /healthz in {timeout_s:.0f} s"
-    )
+    server.stop()
+    raise Unavailable(f"{what} did not answer in {timeout_s:.0f} s")
 
 
 async def timed_call(call: Callable[[], Any]) -> float:

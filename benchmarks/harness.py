@@ -46,6 +46,7 @@ __all__ = [
     "cpu_seconds",
     "filesystem",
     "free_port",
+    "process_tree",
     "rss_mib",
     "tail",
 ]
@@ -162,6 +163,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants now (e.g. a server and the worker processes it started)."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        try:
+            tasks = os.listdir(f"/proc/{pids[index]}/task")
+        except OSError:
+            tasks = []
+        for task in tasks:
+            with contextlib.suppress(OSError), open(f"/proc/{pids[index]}/task/{task}/children") as children:
+                pids.extend(int(child) for child in children.read().split())
+        index += 1
+    return pids
+
+
 def bench_token(role: str) -> str:
     """A deterministic sandbox token made for the benchmarks (HTTP clients each get their own)."""
     return "ib_mcp_" + hashlib.sha256(f"mcp-ci-tools benchmark {role}".encode()).hexdigest()[:48]
@@ -195,6 +211,14 @@ class Run:
         if self._sandbox is None:
             self._sandbox = Sandbox.start(self)
         return self._sandbox
+
+    def redis_url(self) -> str | None:
+        """A redis-server of this run's own on a free loopback port (started at the first ask), or None
+        when none is installed; nothing is saved to disk."""
+        if "redis_url" not in self.cache:
+            self.cache["redis_url"] = _start_redis(self) if shutil.which("redis-server") else None
+        url: str | None = self.cache["redis_url"]
+        return url
 
     def log_path(self, name: str) -> Path:
         return self.scratch / f"{name}-{uuid.uuid4().hex[:8]}.log"
@@ -285,6 +309,25 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 3.0) -> None:
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()
+
+
+def _start_redis(run: Run, timeout_s: float = 10.0) -> str:
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    log = run.log_path("redis")
+    proc = run.spawn(
+        argv, env=base_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr_path=log
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"redis-server exited with status {proc.returncode}: {tail(log, 2)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    raise BenchError(f"redis-server did not answer PING within {timeout_s:.0f} s")
 
 
 # --- the sandbox --------------------------------------------------------------------------------------

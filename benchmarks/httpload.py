@@ -1,10 +1,15 @@
-"""Section 5: read calls over Streamable HTTP with 1, 8 and 32 concurrent clients.
+"""Section 5: read calls over Streamable HTTP with 1, 8 and 32 concurrent clients, on 1 and 2 workers.
 
-One `mcp-ci-tools --transport streamable-http` process; each client is an SDK `Client` with its own
-httpx2 connection pool and its own InfraBox token (so its own budgets), calling get_build back to back for a
-fixed time. Throughput is given per time slice (median, p10-p90 over the slices) and overall; latency p50 and
-p99 over all calls; any failed call is an error. For context: the CPU each process used during the level,
-and the same load sent with plain httpx straight to the sandbox (InfraBox's own ceiling on this machine).
+`mcp-ci-tools --transport streamable-http`, once as one process and once with `--workers 2` (budgets shared
+through a redis-server of the run's own; without one installed the 2-worker levels are skipped). Each
+client is an SDK `Client` with its own httpx2 connection pool and its own InfraBox token (so its own
+budgets), calling get_build back to back for a fixed time. Throughput is given per time slice (median,
+p10-p90 over the slices) and overall; latency p50 and p99 over all calls; any failed call is an error. For
+context: the CPU each process used during the level, and the same load sent with plain httpx straight to
+the sandbox (InfraBox's own ceiling on this machine).
+
+Our CPU per call: the CPU time of our process(es) over a level ÷ its calls, against the bare `MCPServer`
+floor's noop tool over Streamable HTTP with the same number of clients.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from benchmarks.clients import RawInfraBox, Unavailable, open_http, result_text, start_ours_http
+from benchmarks.clients import (
+    RawInfraBox,
+    Unavailable,
+    open_http,
+    result_text,
+    start_floor_http,
+    start_ours_http,
+)
 from benchmarks.harness import Run, cpu_seconds
 from benchmarks.stats import summarize
 from benchmarks.table import Row, Section, Verdict, fmt_ms, fmt_rate
@@ -26,7 +38,11 @@ from benchmarks.table import Row, Section, Verdict, fmt_ms, fmt_rate
 __all__ = ["measure"]
 
 SLICES = 8
-SCALE_TARGET = 2.0
+SCALE_TARGET = 2.0  # 32 clients vs 1 client, one worker
+WORKERS = 2
+WORKERS_TARGET = 1.8  # 32 clients on WORKERS workers vs 1 client on one
+CPU_CLIENTS = 8  # the level at which our CPU per call is compared with the floor's
+CPU_TARGET = 1.5
 WARMUP_CALLS = 3
 MAX_CALLS_PER_CLIENT = 100_000  # a bound besides the clock
 
@@ -42,11 +58,19 @@ class Level:
         self.done_at: list[float] = []
         self.errors: list[str] = []
         self.elapsed = 0.0
-        self.cpu: dict[str, float] = {}
+        self.cpu_s: dict[str, float] = {}  # each process's (or process tree's) CPU seconds over the level
 
     @property
     def rate(self) -> float:
         return len(self.done_at) / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def cpu(self) -> dict[str, float]:
+        """Each process's CPU time as a share of one core over the level."""
+        return {name: seconds / self.elapsed for name, seconds in self.cpu_s.items()} if self.elapsed else {}
+
+    def cpu_ms_per_call(self, name: str) -> float:
+        return self.cpu_s[name] * 1000 / len(self.done_at) if self.done_at else float("nan")
 
 
 async def _loop(call: Call, level: Level, start: float, stop: float) -> None:
@@ -66,20 +90,27 @@ async def _loop(call: Call, level: Level, start: float, stop: float) -> None:
             level.done_at.append(finished - start)
 
 
-async def _drive(calls: list[Call], seconds: float, pids: dict[str, int]) -> Level:
+Pids = dict[str, list[int]]  # a name in the CPU column → the processes it adds up
+
+
+def _cpu(pids: Pids) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
+
+
+async def _drive(calls: list[Call], seconds: float, pids: Pids) -> Level:
     """Run every client's call in a loop for `seconds`; note the CPU time each process used meanwhile."""
     level = Level(len(calls))
     for call in calls:
         for _ in range(WARMUP_CALLS):
             await call()
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    cpu_before = _cpu(pids)
     start = time.perf_counter()
     with anyio.fail_after(seconds + 120):  # a stuck call cannot hang the run
         async with anyio.create_task_group() as group:
             for call in calls:
                 group.start_soon(_loop, call, level, start, start + seconds)
     level.elapsed = time.perf_counter() - start
-    level.cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / level.elapsed for name, pid in pids.items()}
+    level.cpu_s = {name: seconds - cpu_before[name] for name, seconds in _cpu(pids).items()}
     return level
 
 
@@ -102,6 +133,14 @@ def _get_build(client: Client, args: dict[str, Any]) -> Call:
     return call
 
 
+def _noop(client: Client) -> Call:
+    async def call() -> str | None:
+        result = await client.call_tool("noop", {})
+        return result_text(result, "failed") if result.is_error else None
+
+    return call
+
+
 def _raw_get_build(raw: RawInfraBox, project_id: str, build_id: str) -> Call:
     async def call() -> None:
         await raw.get_build(project_id, build_id)
@@ -109,7 +148,7 @@ def _raw_get_build(raw: RawInfraBox, project_id: str, build_id: str) -> Call:
     return call
 
 
-async def _ours(run: Run, mcp_url: str, pids: dict[str, int], clients: int) -> Level:
+async def _ours(run: Run, mcp_url: str, pids: Pids, clients: int) -> Level:
     sandbox = run.sandbox
     args = {"project_id": sandbox.project, "build_id": sandbox.build}
     async with AsyncExitStack() as stack:
@@ -120,7 +159,13 @@ async def _ours(run: Run, mcp_url: str, pids: dict[str, int], clients: int) -> L
         return await _drive(calls, run.counts.http_seconds, pids)
 
 
-async def _sandbox_alone(run: Run, pids: dict[str, int], clients: int) -> Level:
+async def _floor(run: Run, mcp_url: str, pids: Pids, clients: int) -> Level:
+    async with AsyncExitStack() as stack:
+        calls = [_noop(await open_http(stack, mcp_url, f"floor-{index}")) for index in range(clients)]
+        return await _drive(calls, run.counts.http_seconds, pids)
+
+
+async def _sandbox_alone(run: Run, pids: Pids, clients: int) -> Level:
     sandbox = run.sandbox
     async with AsyncExitStack() as stack:
         calls = [
@@ -130,7 +175,9 @@ async def _sandbox_alone(run: Run, pids: dict[str, int], clients: int) -> Level:
         return await _drive(calls, run.counts.http_seconds, pids)
 
 
-def _rows(section: Section, levels: list[Level], seconds: float, what: str, *, target: bool) -> None:
+def _rows(
+    section: Section, levels: list[Level], seconds: float, what: str, *, target: Verdict | None
+) -> None:
     one = levels[0]
     for level in levels:
         row = Row.of(
@@ -142,14 +189,8 @@ def _rows(section: Section, levels: list[Level], seconds: float, what: str, *, t
         if level is not one:
             row.vs = "1 client"
             row.ratio = f"{level.rate / one.rate:.2f}x" if one.rate else ""
-            if target and level is levels[-1]:
-                held = not level.errors and level.rate >= SCALE_TARGET * one.rate
-                row.verdict = Verdict(
-                    f"0 errors, ≥ {SCALE_TARGET:.0f}x 1 client",
-                    held,
-                    measured=f"{len(level.errors)} errors, {level.rate:,.0f}/s vs {one.rate:,.0f}/s = "
-                    f"{level.rate / one.rate:.2f}x",
-                )
+            if level is levels[-1]:
+                row.verdict = target
         section.add(row)
         if level.latencies_ms:
             latency = summarize(level.latencies_ms)
@@ -173,28 +214,104 @@ def _rows(section: Section, levels: list[Level], seconds: float, what: str, *, t
             section.note(f"{what}, {level.clients} clients, first error: {level.errors[0]}")
 
 
-async def _measure(run: Run, section: Section) -> None:
-    levels_wanted = run.counts.http_levels
-    sandbox = run.sandbox
-    server = start_ours_http(run)
+def _scaling(level: Level, one: Level, factor: float, versus: str) -> Verdict:
+    held = not level.errors and level.rate >= factor * one.rate
+    return Verdict(
+        f"0 errors, ≥ {factor:g}x {versus}",
+        held,
+        measured=f"{len(level.errors)} errors, {level.rate:,.0f}/s vs {one.rate:,.0f}/s = {level.rate / one.rate:.2f}x",
+    )
+
+
+def _cpu_row(section: Section, ours: Level, floor: Level) -> None:
+    mine, bare = ours.cpu_ms_per_call("ours"), floor.cpu_ms_per_call("floor")
+    ratio = mine / bare
+    section.add(
+        Row(
+            label=f"CPU per call, our process (1 worker, get_build) · {ours.clients} clients",
+            median=fmt_ms(mine),
+            n=str(len(ours.done_at)),
+            vs="floor noop",
+            delta=f"floor {fmt_ms(bare)}",
+            ratio=f"{ratio:.2f}x",
+            verdict=Verdict(f"≤ {CPU_TARGET}x floor", ratio <= CPU_TARGET, measured=f"{ratio:.2f}x floor"),
+        )
+    )
+    section.add(
+        Row(
+            label=f"floor (bare MCPServer, noop) · {floor.clients} clients: throughput",
+            median=fmt_rate(floor.rate),
+            n=str(len(floor.done_at)),
+            spread=f"CPU: {', '.join(f'{name} {share:.0%}' for name, share in floor.cpu.items())}",
+        )
+    )
+    if floor.errors:
+        section.note(f"floor, first error: {floor.errors[0]}")
+
+
+async def _ours_levels(
+    run: Run, levels: tuple[int, ...], *, workers: int, state_url: str | None
+) -> list[Level]:
+    server = start_ours_http(run, workers=workers, state_url=state_url)
     try:
-        pids = {"clients": os.getpid(), "ours": server.proc.pid, "sandbox": sandbox.proc.pid}
-        ours = [await _ours(run, server.mcp_url, pids, clients) for clients in levels_wanted]
+        pids = {"clients": [os.getpid()], "ours": server.pids(), "sandbox": [run.sandbox.proc.pid]}
+        return [await _ours(run, server.mcp_url, pids, clients) for clients in levels]
     finally:
         server.stop()
-    pids = {"clients": os.getpid(), "sandbox": sandbox.proc.pid}
-    alone = [await _sandbox_alone(run, pids, clients) for clients in (levels_wanted[0], levels_wanted[-1])]
+
+
+async def _measure(run: Run, section: Section) -> None:
+    levels_wanted = run.counts.http_levels
     seconds = run.counts.http_seconds
-    _rows(section, ours, seconds, "ours", target=True)
-    _rows(section, alone, seconds, "sandbox alone, raw httpx", target=False)
+    ours = await _ours_levels(run, levels_wanted, workers=1, state_url=None)
+    state_url = run.redis_url()
+    several = (
+        await _ours_levels(run, levels_wanted, workers=WORKERS, state_url=state_url) if state_url else None
+    )
+    floor_server = start_floor_http(run)
+    try:
+        floor_pids = {"clients": [os.getpid()], "floor": floor_server.pids()}
+        floor = await _floor(run, floor_server.mcp_url, floor_pids, CPU_CLIENTS)
+    finally:
+        floor_server.stop()
+    pids = {"clients": [os.getpid()], "sandbox": [run.sandbox.proc.pid]}
+    alone = [await _sandbox_alone(run, pids, clients) for clients in (levels_wanted[0], levels_wanted[-1])]
+
+    _rows(
+        section, ours, seconds, "ours, 1 worker", target=_scaling(ours[-1], ours[0], SCALE_TARGET, "1 client")
+    )
+    if several is not None:
+        target = _scaling(several[-1], ours[0], WORKERS_TARGET, "1 client on 1 worker")
+        _rows(section, several, seconds, f"ours, {WORKERS} workers", target=target)
+    else:
+        section.note(
+            f"ours, {WORKERS} workers: skipped: redis-server is not installed (the workers share budgets there)."
+        )
+        section.add(
+            Row(
+                label=f"ours, {WORKERS} workers · {levels_wanted[-1]} client(s): throughput",
+                verdict=Verdict(f"0 errors, ≥ {WORKERS_TARGET:g}x 1 client on 1 worker", None),
+            )
+        )
+    by_clients = {level.clients: level for level in ours}
+    _cpu_row(section, by_clients.get(CPU_CLIENTS, ours[-1]), floor)
+    _rows(section, alone, seconds, "sandbox alone, raw httpx", target=None)
     section.note(
         f"Throughput: median and p10-p90 over {SLICES} slices of {seconds / SLICES:.2f} s each; Δ column: "
-        "calls over the whole level ÷ its wall time; ratio: that overall rate ÷ the 1-client rate."
+        "calls over the whole level ÷ its wall time; ratio: that overall rate ÷ the 1-client rate (for "
+        f"{WORKERS} workers, the ratio column is to their own 1-client level, the target to 1 worker's)."
     )
     section.note(
         "Clients are SDK Clients in auto mode (2026-07-28, no sessions), all in the benchmark process; "
         "get_build makes two InfraBox requests. CPU is each process's user+system time over the wall time "
-        "of the level (100% = one core of the 2)."
+        f"of the level (100% = one core of the {os.cpu_count()}); with workers, `ours` adds up the parent "
+        "and its workers. The clients, the sandbox and our workers share these cores: where they add up to "
+        "all of them, the machine, not the server, is the ceiling."
+    )
+    section.note(
+        f"{WORKERS} workers run with MCP_CI_STATE_URL on a local redis-server (every budget check is a Redis "
+        "round trip) and serve /mcp stateless; 1 worker keeps its budgets in memory, as a single replica "
+        "does by default."
     )
 
 
@@ -204,10 +321,13 @@ def measure(run: Run) -> Section:
         anyio.run(_measure, run, section)
     except Unavailable as why:
         section.note(f"skipped: {why}.")
-        section.add(
-            Row(
-                label="ours, 32 clients: throughput vs 1 client",
-                verdict=Verdict("0 errors, ≥ 2x 1 client", None),
-            )
-        )
+        for label, text in (
+            ("ours, 1 worker · 32 client(s): throughput", f"0 errors, ≥ {SCALE_TARGET:g}x 1 client"),
+            (
+                f"ours, {WORKERS} workers · 32 client(s): throughput",
+                f"0 errors, ≥ {WORKERS_TARGET:g}x 1 client on 1 worker",
+            ),
+            ("CPU per call, our process (1 worker, get_build)", f"≤ {CPU_TARGET}x floor"),
+        ):
+            section.add(Row(label=label, verdict=Verdict(text, None)))
     return section

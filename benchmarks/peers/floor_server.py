@@ -1,4 +1,5 @@
-"""The floor: a bare `MCPServer` with one async tool that does nothing. Run it as a script (stdio)."""
+"""The floor: a bare `MCPServer` with one async tool that does nothing. Run it as a script: stdio, or with
+`--http PORT` Streamable HTTP on loopback, as `MCPServer.run` serves it (its defaults: sessions, SSE answers)."""
 
 from __future__ import annotations
 
@@ -14,4 +15,9 @@ async def noop() -> str:
 
 
 if __name__ == "__main__":
-    mcp.run()
+    import sys
+
+    if sys.argv[1:2] == ["--http"]:
+        mcp.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        mcp.run()
