@@ -132,12 +132,7 @@ class _Pool:
         if self._closed:
             raise RuntimeError("InfraBox client is closed; call open() first")
         if self._transport is None:
-            import httpx
-
-            self._transport = self._given or httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE),
-                proxy=_environment_proxy(url),
-            )
+            self._transport = self._given or _new_transport(url)
         return self._transport
 
     async def send(
@@ -274,6 +269,19 @@ async def _read_answer(
 
 async def _preread(response: httpx.Response) -> AsyncIterator[bytes]:
     yield response.content
+
+
+def _new_transport(url: str) -> httpx.AsyncHTTPTransport:
+    import httpx
+
+    from mcp_ci_tools.client._sockets import check_idle_sockets_cheaply
+
+    transport = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE),
+        proxy=_environment_proxy(url),
+    )
+    check_idle_sockets_cheaply(transport)
+    return transport
 
 
 def _environment_proxy(url: str) -> str | None:

@@ -188,3 +188,15 @@ def test_requests_to_infrabox_take_the_proxy_the_environment_names(
         monkeypatch.setenv(name, value)
 
     assert _environment_proxy(API + "/projects") == expected
+
+
+def test_the_module_httpcore_asks_for_the_event_loop_is_installed() -> None:
+    # httpcore imports sniffio several times a request; were it missing (anyio no longer brings it), each
+    # of those imports would fail only after a search of sys.path.
+    import importlib.util
+
+    from httpcore._synchronization import current_async_library
+
+    assert importlib.util.find_spec("sniffio") is not None
+    with pytest.raises(Exception, match="unknown async library"):
+        current_async_library()  # no event loop runs here: sniffio itself answers, and says so
