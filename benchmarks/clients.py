@@ -234,12 +234,14 @@ def start_ours_http(
 
 
 def start_floor_http(run: Run, *, timeout_s: float = 30.0) -> HttpServer:
-    """The bare MCPServer floor (one noop tool) over Streamable HTTP, as `MCPServer.run` serves it."""
+    """The bare MCPServer floor over Streamable HTTP, as `MCPServer.run` serves it: its noop tool, and a
+    get_build that sends the same two requests ours does to the run's sandbox with plain httpx."""
     port = free_port()
     log = run.log_path("floor-http")
+    script = str(BENCH_DIR / "peers" / "floor_server.py")
     proc = run.spawn(
-        [sys.executable, str(BENCH_DIR / "peers" / "floor_server.py"), "--http", str(port)],
-        env=base_env(),
+        [sys.executable, script, "--http", str(port), run.sandbox.api],
+        env={**base_env(), "FLOOR_INFRABOX_TOKEN": run.sandbox.token},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr_path=log,
