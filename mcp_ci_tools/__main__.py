@@ -118,7 +118,7 @@ def _serve_workers(settings: Settings, args: list[str], environ: dict[str, str])
         )
 
 
-def _serve_http(settings: Settings, *, worker: str | None = None) -> int:
+def _serve_http(settings: Settings, *, worker: str | None = None, metrics_dir: str | None = None) -> int:
     import anyio
 
     from mcp_ci_tools.domain.masking import mask
@@ -129,7 +129,7 @@ def _serve_http(settings: Settings, *, worker: str | None = None) -> int:
     from mcp_ci_tools.state import open_state
 
     inflight = InFlight()
-    metrics = Metrics()
+    metrics = Metrics(shared_dir=metrics_dir)
     state = open_state(
         settings.state_url,
         prefix=settings.state_prefix,
@@ -244,12 +244,13 @@ def _serve_with(args: list[str], environ: dict[str, str]) -> int:
     try:
         repair_audit_log(settings.audit_log)
         if settings.transport != "stdio":
-            from mcp_ci_tools.http_workers import worker_of
+            from mcp_ci_tools.http_workers import METRICS_DIR_VARIABLE, worker_of
 
             worker = worker_of(environ)
             if settings.workers > 1 and worker is None:
                 return _serve_workers(settings, args, environ)
-            return _serve_http(settings, worker=worker)
+            metrics_dir = environ.get(METRICS_DIR_VARIABLE) if worker is not None else None
+            return _serve_http(settings, worker=worker, metrics_dir=metrics_dir)
         return _serve_stdio(settings)
     finally:
         if tracing is not None:

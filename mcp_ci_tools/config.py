@@ -225,6 +225,12 @@ class Settings(BaseSettings):
         "/metrics on MCP_CI_PORT)",
     )
     metrics_host: str = Field("127.0.0.1", description="stdio only: bind address of --metrics-port")
+    request_state_key: SecretStr | None = Field(
+        None,
+        description="the key sealing the state of an input-required round (a confirmation question) for "
+        "the round that answers it; give replicas behind one load balancer the same one (at least 32 "
+        "printable characters). Unset: a key of this process's own (--workers share one made at start)",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -354,6 +360,15 @@ class Settings(BaseSettings):
             secret = value.get_secret_value()
             if len(secret) < 16 or not all(33 <= ord(character) <= 126 for character in secret):
                 raise ValueError("must be at least 16 printable ASCII characters without spaces")
+        return value
+
+    @field_validator("request_state_key")
+    @classmethod
+    def _check_request_state_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if len(secret) < 32 or not all(33 <= ord(character) <= 126 for character in secret):
+                raise ValueError("must be at least 32 printable ASCII characters without spaces")
         return value
 
     @property

@@ -5,7 +5,11 @@ starts) and starts the workers: fresh processes of this same command, not forks,
 parent's threads or connections. Each worker is a whole server listening on the port with `SO_REUSEPORT`
 (the kernel spreads new connections across them), with its own event loop and InfraBox connection pool;
 budgets, guards and learned permissions are shared through `MCP_CI_STATE_URL`, and the audit records of
-all workers go to the same file, chained under its lock.
+all workers go to the same file, chained under its lock. Metrics go to prometheus_client's per-process
+files in a directory the parent makes (`PROMETHEUS_MULTIPROC_DIR`) and removes when the workers are gone,
+so `/metrics` on any worker shows the whole replica. Unless `MCP_CI_REQUEST_STATE_KEY` is set, the parent
+makes one for its workers, so an input-required round (a confirmation question) sealed by one worker is
+opened by whichever worker the answer reaches.
 
 SIGTERM or SIGINT reaches every worker, each drains as a single server does, and the parent exits 0 once
 all have stopped. A worker that exits on its own stops the others and the parent exits 1: the replica's
@@ -15,18 +19,22 @@ supervisor (Kubernetes, systemd) restarts it whole rather than leaving it half i
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
-__all__ = ["WORKER_VARIABLE", "run_workers", "worker_of"]
+__all__ = ["METRICS_DIR_VARIABLE", "WORKER_VARIABLE", "run_workers", "worker_of"]
 
 log = logging.getLogger("mcp_ci_tools.http")
 
 WORKER_VARIABLE = "MCP_CI_WORKER"  # "i/N", set by the parent for worker i of N
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when it is imported
+REQUEST_STATE_KEY_VARIABLE = "MCP_CI_REQUEST_STATE_KEY"
 _POLL_S = 0.2
 _STOP_GRACE_S = 60.0  # beyond each worker's own drain: then it is killed
 
@@ -40,7 +48,14 @@ def run_workers(
     argv: Sequence[str], environ: Mapping[str, str], *, workers: int, port: int, drain_s: float
 ) -> int:
     """Run `workers` copies of `mcp-ci-tools argv` on `port` until SIGTERM/SIGINT; the exit status."""
-    base = {**environ, "MCP_CI_PORT": str(port)}
+    with tempfile.TemporaryDirectory(prefix="mcp-ci-tools-metrics-") as metrics_dir:
+        base = {**environ, "MCP_CI_PORT": str(port), METRICS_DIR_VARIABLE: metrics_dir}
+        # A confirmation asked by one worker may be answered on a connection another worker accepted.
+        base.setdefault(REQUEST_STATE_KEY_VARIABLE, secrets.token_urlsafe(32))
+        return _run(base, argv, workers=workers, port=port, drain_s=drain_s)
+
+
+def _run(base: dict[str, str], argv: Sequence[str], *, workers: int, port: int, drain_s: float) -> int:
     command = [sys.executable, "-m", "mcp_ci_tools", *argv]
     stop_deadline: float | None = None  # set once the workers are told to stop
 

@@ -28,15 +28,25 @@ class InFlight(ServerMiddleware[Any]):
 
     def __init__(self) -> None:
         self.count = 0
+        self._listeners: list[Callable[[int], None]] = []
+
+    def report_to(self, listener: Callable[[int], None]) -> None:
+        """Tell `listener` +1 as each call begins and -1 as it ends (a gauge's `inc`, say)."""
+        self._listeners.append(listener)
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "tools/call":
             return await call_next(ctx)
-        self.count += 1
+        self._change(1)
         try:
             return await call_next(ctx)
         finally:
-            self.count -= 1
+            self._change(-1)
+
+    def _change(self, delta: int) -> None:
+        self.count += delta
+        for listener in self._listeners:
+            listener(delta)
 
 
 class OperationTimer(ServerMiddleware[Any]):

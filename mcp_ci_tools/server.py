@@ -16,6 +16,7 @@ from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.request_state import RequestStateSecurity
 from pydantic import AnyHttpUrl
 
 from mcp_ci_tools import __version__
@@ -258,6 +259,13 @@ def _shared_lifespan(
     return lifespan
 
 
+def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """Sealing under the configured key (shared by workers and replicas), else the SDK's per-process key."""
+    if settings.request_state_key is None:
+        return None
+    return RequestStateSecurity(keys=[settings.request_state_key.get_secret_value()])
+
+
 def build_server(
     settings: Settings,
     *,
@@ -305,7 +313,7 @@ def build_server(
         audit_observers=[metrics.observe_record],
     )
     inflight = inflight or InFlight()
-    metrics.track_inflight(lambda: inflight.count)
+    inflight.report_to(metrics.inflight_changed)
     over_http = settings.token is None
     arguments = ArgumentCheck(deps)
     tasks = TaskWaits(deps, state, ttl_s=settings.task_ttl)
@@ -315,6 +323,7 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=_shared_lifespan(client, state),
+        request_state_security=_request_state_security(settings),
         middleware=[OperationTimer(metrics.observe_operation), inflight, CompactToolList()],
         extensions=[arguments, tasks],
         token_verifier=InfraBoxTokenVerifier() if over_http else None,

@@ -26,6 +26,7 @@ from prometheus_client import (
     generate_latest,
     make_wsgi_app,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from mcp_ci_tools import __version__
 from mcp_ci_tools.audit import AuditRecord, AuditSink
@@ -67,10 +68,18 @@ INFRABOX_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 
 class Metrics:
-    """The metrics of one server instance, in their own `CollectorRegistry` (never the global one)."""
+    """The metrics of one server instance, in their own `CollectorRegistry` (never the global one).
 
-    def __init__(self, *, version: str = __version__) -> None:
+    With `shared_dir` (a worker of several serving one port, started with `PROMETHEUS_MULTIPROC_DIR` set
+    to that directory) every value also lives in prometheus_client's per-process files there, and `render`
+    adds up the files of all the workers: a scrape that reaches any worker shows the whole replica. Gauges
+    are then live sums, and the build info (which files cannot hold) comes from this process alone.
+    """
+
+    def __init__(self, *, version: str = __version__, shared_dir: str | None = None) -> None:
         self.registry = CollectorRegistry()
+        self._shared_dir = shared_dir
+        self._local = CollectorRegistry() if shared_dir else self.registry  # what the files cannot hold
         registry = self.registry
         self.tool_calls = Counter(
             "mcp_ci_tool_calls",
@@ -99,12 +108,16 @@ class Metrics:
             registry=registry,
         )
         self.inflight = Gauge(
-            "mcp_ci_inflight_calls", "tools/call requests being handled now.", registry=registry
+            "mcp_ci_inflight_calls",
+            "tools/call requests being handled now.",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.open_sessions = Gauge(
             "mcp_ci_open_sessions",
             "Open Streamable HTTP sessions and SSE streams on this replica (0 over stdio).",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.state_store_errors = Counter(
             "mcp_ci_state_store_errors",
@@ -115,7 +128,7 @@ class Metrics:
         self.audit_write_failures = Counter(
             "mcp_ci_audit_write_failures", "Audit records the sink could not write.", registry=registry
         )
-        Info("mcp_ci_build", "The running mcp-ci-tools version.", registry=registry).info(
+        Info("mcp_ci_build", "The running mcp-ci-tools version.", registry=self._local).info(
             {"version": version}
         )
         for budget in sorted(BUDGETS):  # present at 0 from the start, so rate() and alerts see them
@@ -168,15 +181,22 @@ class Metrics:
         """`sink`, with every failed write counted."""
         return CountedAuditSink(sink, self.audit_write_failures)
 
-    def track_inflight(self, count: Callable[[], int]) -> None:
-        self.inflight.set_function(count)
+    def inflight_changed(self, delta: int) -> None:
+        """An `InFlight` listener: a call began (+1) or ended (-1)."""
+        self.inflight.inc(delta)
 
     def track_sessions(self, count: Callable[[], int]) -> None:
-        self.open_sessions.set_function(count)
+        # Workers serve /mcp stateless and refuse SSE: they have no sessions, and the files' 0 is right.
+        if self._shared_dir is None:
+            self.open_sessions.set_function(count)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every metric (of every worker, with `shared_dir`)."""
+        if self._shared_dir is None:
+            return generate_latest(self.registry)
+        replica = CollectorRegistry()
+        MultiProcessCollector(replica, path=self._shared_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(replica) + generate_latest(self._local)
 
 
 class CountedAuditSink:

@@ -27,6 +27,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from mcp_ci_tools.tools._deps import Deps
+from mcp_ci_tools.tools._errors import without_request_id
 from mcp_ci_tools.tools._pipeline import would_send
 from mcp_ci_tools.tools._target import TargetState, look_at_target
 from mcp_ci_tools.tools._triggers import ConfirmOutcome, Trigger
@@ -82,7 +83,9 @@ async def _look(
     try:
         return Seen(verdict=None, state=await look_at_target(deps, trigger, project_id, target_id))
     except ToolError as error:
-        return Seen(verdict=None, unreadable=str(error))
+        # Without the request id: on 2026-07-28 a question that reads differently on the answering round is
+        # asked anew, and a target that stays unreadable would otherwise be asked about again and again.
+        return Seen(verdict=None, unreadable=without_request_id(str(error)))
 
 
 def _question(trigger: Trigger[Any], project_id: str, target_id: str, seen: Seen) -> Elicit[ConfirmAnswer]:

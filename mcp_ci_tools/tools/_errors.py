@@ -7,6 +7,7 @@ from the model (it sees only "Error executing tool ...") while the traceback goe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -46,7 +47,7 @@ from mcp_ci_tools.policy import (
     TriggerNotAllowed,
 )
 
-__all__ = ["Target", "audit_reason", "to_tool_error"]
+__all__ = ["Target", "audit_reason", "to_tool_error", "without_request_id"]
 
 _EXAMPLE_UUID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
@@ -107,6 +108,14 @@ def _quoted(text: str) -> str:
 
 def _request(error: InfraBoxError) -> str:
     return f" (request id {error.request_id})" if error.request_id else ""
+
+
+_REQUEST_ID = re.compile(r" \(request id [^)]*\)")
+
+
+def without_request_id(message: str) -> str:
+    """A failure's message without the request id `_request` put in it (it differs on every attempt)."""
+    return _REQUEST_ID.sub("", message)
 
 
 def _nothing_done(target: Target) -> str:

@@ -346,3 +346,23 @@ async def test_a_target_that_changes_after_the_last_question_is_not_sent(
     assert result.is_error and not restart.called
     assert "changed after the user confirmed the restart" in text_of(result)
     assert build.reads == (2 if mode == "legacy" else 3)
+
+
+async def test_2026_a_target_that_cannot_be_read_is_asked_about_once(make_server, infrabox, audit) -> None:
+    # Each look fails with a new request id; the question must still read the same on the answering round.
+    infrabox.get(f"{P}/jobs/{JOB_ID}").respond(500, json={"message": "database is down"})
+    abort = write_route(infrabox, "abort_job")
+    asked: list[str] = []
+
+    async def accept(context: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    server = make_server(confirm=("abort_job",))
+    async with Client(server, mode="2026-07-28", elicitation_callback=accept) as client:
+        result = await client.call_tool("abort_job", JOB_ARGS)
+
+    assert len(asked) == 1, asked
+    assert "its current state could not be read" in asked[0] and "request id" not in asked[0]
+    assert not result.is_error, text_of(result)
+    assert abort.call_count == 1

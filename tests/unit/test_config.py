@@ -286,6 +286,13 @@ SETTINGS = [
     ),
     ("metrics_port", "MCP_CI_METRICS_PORT", "--metrics-port", "9100", 9100),
     ("metrics_host", "MCP_CI_METRICS_HOST", "--metrics-host", "0.0.0.0", "0.0.0.0"),
+    (
+        "request_state_key",
+        "MCP_CI_REQUEST_STATE_KEY",
+        "--request-state-key",
+        "k" * 32,
+        SecretStr("k" * 32),
+    ),
 ]
 # Over HTTP no token is needed, so every row but the token's can be set alone.
 HTTP_ENV = {"INFRABOX_URL": "https://infrabox.example.com", "MCP_CI_TRANSPORT": "http", "HOME": "/home/agent"}
@@ -518,3 +525,12 @@ def test_several_workers_are_refused_where_they_could_not_share_one_exact_budget
 
     assert refused.value.variable == "MCP_CI_WORKERS"
     assert problem in refused.value.problem
+
+
+@pytest.mark.parametrize("key", ["k" * 31, "k" * 31 + " ", "ключ" * 10])
+def test_a_request_state_key_too_short_or_not_printable_ascii_is_refused_without_being_shown(key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings([], {**HTTP_ENV, "MCP_CI_REQUEST_STATE_KEY": key})
+
+    assert str(caught.value).startswith("MCP_CI_REQUEST_STATE_KEY: must be at least 32 printable ASCII")
+    assert key.strip() not in str(caught.value)
