@@ -528,7 +528,9 @@ def test_several_workers_are_refused_where_they_could_not_share_one_exact_budget
 
 
 @pytest.mark.parametrize("key", ["k" * 31, "k" * 31 + " ", "ключ" * 10])
-def test_a_request_state_key_too_short_or_not_printable_ascii_is_refused_without_being_shown(key: str) -> None:
+def test_a_request_state_key_too_short_or_not_printable_ascii_is_refused_without_being_shown(
+    key: str,
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings([], {**HTTP_ENV, "MCP_CI_REQUEST_STATE_KEY": key})
 
