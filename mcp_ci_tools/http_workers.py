@@ -28,7 +28,13 @@ import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
-__all__ = ["METRICS_DIR_VARIABLE", "WORKER_VARIABLE", "run_workers", "worker_of"]
+__all__ = [
+    "METRICS_DIR_VARIABLE",
+    "REQUEST_STATE_KEY_VARIABLE",
+    "WORKER_VARIABLE",
+    "run_workers",
+    "worker_of",
+]
 
 log = logging.getLogger("mcp_ci_tools.http")
 

@@ -149,7 +149,7 @@ def test_every_variable_named_is_a_setting_and_secrets_are_marked() -> None:
             assert variables["MCP_CI_STATE_URL"].get("isSecret") is True
         for header in package["transport"].get("headers", []):
             assert header["name"] != "Authorization" or header.get("isSecret") is True
-    assert secret_settings == {"INFRABOX_MCP_TOKEN", "MCP_CI_METRICS_TOKEN"}
+    assert secret_settings == {"INFRABOX_MCP_TOKEN", "MCP_CI_METRICS_TOKEN", "MCP_CI_REQUEST_STATE_KEY"}
 
 
 def test_required_variables_are_the_servers_required_settings() -> None:
