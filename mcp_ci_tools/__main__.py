@@ -90,11 +90,16 @@ def _transport_asked(args: Sequence[str], environ: Mapping[str, str]) -> str:
     return str(known.transport or environ.get("MCP_CI_TRANSPORT") or "stdio").strip()
 
 
-def _cannot_listen(settings: Settings, error: OSError) -> int:
-    variable = "MCP_CI_PORT" if error.errno == errno.EADDRINUSE else "MCP_CI_HOST"
+def _cannot_listen(settings: Settings, error: OSError, *, metrics: bool = False) -> int:
+    """Exit status 2, with the line naming the port (in use) or host (any other failure) variable."""
+    prefix, host, port = (
+        ("MCP_CI_METRICS", settings.metrics_host, settings.metrics_port)
+        if metrics
+        else ("MCP_CI", settings.host, settings.port)
+    )
+    variable = f"{prefix}_PORT" if error.errno == errno.EADDRINUSE else f"{prefix}_HOST"
     print(
-        f"mcp-ci-tools: configuration error: {variable}: cannot listen on {settings.host}:{settings.port}: "
-        f"{error.strerror or error}",
+        f"mcp-ci-tools: configuration error: {variable}: cannot listen on {host}:{port}: {error.strerror or error}",
         file=sys.stderr,
     )
     return 2
@@ -269,13 +274,7 @@ def _serve_stdio(settings: Settings) -> int:
         try:
             exporter = serve_metrics(metrics, settings.metrics_host, settings.metrics_port, token=token)
         except OSError as error:
-            variable = "MCP_CI_METRICS_PORT" if error.errno == errno.EADDRINUSE else "MCP_CI_METRICS_HOST"
-            print(
-                f"mcp-ci-tools: configuration error: {variable}: cannot listen on "
-                f"{settings.metrics_host}:{settings.metrics_port}: {error.strerror or error}",
-                file=sys.stderr,
-            )
-            return 2
+            return _cannot_listen(settings, error, metrics=True)
         log.info("metrics at http://%s:%d/metrics", settings.metrics_host, exporter.port)
     _start_up_done()
     log.info(

@@ -356,20 +356,12 @@ class Settings(BaseSettings):
     @field_validator("metrics_token")
     @classmethod
     def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            secret = value.get_secret_value()
-            if len(secret) < 16 or not all(33 <= ord(character) <= 126 for character in secret):
-                raise ValueError("must be at least 16 printable ASCII characters without spaces")
-        return value
+        return _printable_secret(value, at_least=16)
 
     @field_validator("request_state_key")
     @classmethod
     def _check_request_state_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            secret = value.get_secret_value()
-            if len(secret) < 32 or not all(33 <= ord(character) <= 126 for character in secret):
-                raise ValueError("must be at least 32 printable ASCII characters without spaces")
-        return value
+        return _printable_secret(value, at_least=32)
 
     @property
     def token_fingerprint(self) -> str:
@@ -446,6 +438,14 @@ class _Parser(argparse.ArgumentParser):
             )
         self.flag_of[kwargs["dest"]] = flags[0]
         return self.add_argument(*flags, **kwargs)
+
+
+def _printable_secret(value: SecretStr | None, *, at_least: int) -> SecretStr | None:
+    if value is not None:
+        secret = value.get_secret_value()
+        if len(secret) < at_least or not all(33 <= ord(character) <= 126 for character in secret):
+            raise ValueError(f"must be at least {at_least} printable ASCII characters without spaces")
+    return value
 
 
 def _check_workers(values: Mapping[str, Any], transport: str, variable: Mapping[str, str]) -> None:
