@@ -75,8 +75,10 @@ class _EmbeddedSandbox:
             pointed["INFRABOX_MCP_TOKEN"] = SANDBOX_TOKENS["trigger"].token
         return pointed
 
-    def close(self) -> None:
-        self._handle.stop()
+    def close(self, timeout_s: float = 10.0) -> None:
+        # Stopped first: a sandbox still running could write its database's journal into the directory
+        # while it is being removed, and the directory would stay.
+        self._handle.stop(timeout_s)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -221,7 +223,7 @@ def _serve(args: list[str]) -> int:
     def remove_and_die(signum: int, frame: FrameType | None) -> None:
         # Over stdio a thread blocks reading stdin, so unwinding would hang: clean up, then die as usual.
         # (The HTTP transports install their own handler for the drain; then the finally below cleans up.)
-        shutil.rmtree(sandbox.directory, ignore_errors=True)
+        sandbox.close(timeout_s=2.0)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
