@@ -102,6 +102,19 @@ async def list_projects_legacy(base: str, caller: str, calls: int) -> list[bool]
         return [not (await client.call_tool("list_projects", {})).is_error for _ in range(calls)]
 
 
+async def aborts_at_once(base: str, callers: list[str]) -> list[tuple[str, bool]]:
+    """One abort_job per caller, all at once, each on a connection of its own: (caller, sent) each."""
+    outcomes: list[tuple[str, bool]] = []
+
+    async def one(caller: str) -> None:
+        outcomes.append((caller, await call_abort(base, caller)))
+
+    async with anyio.create_task_group() as group:
+        for caller in callers:
+            group.start_soon(one, caller)
+    return outcomes
+
+
 async def test_two_workers_share_one_port_and_send_exactly_the_budget_per_token(
     redis_server: RedisServer, infrabox_stub: RecordingInfraBox, tmp_path: Path
 ) -> None:
@@ -110,14 +123,7 @@ async def test_two_workers_share_one_port_and_send_exactly_the_budget_per_token(
         workers = replica.workers()
         assert len(workers) == 2
         read_before = {pid: read_bytes(pid) for pid in workers}
-        outcomes: list[tuple[str, bool]] = []
-
-        async def one(caller: str) -> None:  # each call on a connection of its own
-            outcomes.append((caller, await call_abort(replica.base, caller)))
-
-        async with anyio.create_task_group() as group:
-            for i in range(24):
-                group.start_soon(one, alice if i % 2 == 0 else bob)
+        outcomes = await aborts_at_once(replica.base, [alice, bob] * 12)
         legacy = await list_projects_legacy(replica.base, alice, 3)
         served = {pid: read_bytes(pid) - read_before[pid] for pid in workers}
 
@@ -160,9 +166,7 @@ async def test_every_scrape_of_a_replica_counts_the_calls_of_all_its_workers(
     with two_workers(infrabox_stub.url, redis_server.url, tmp_path) as replica:
         workers = replica.workers()
         read_before = {pid: read_bytes(pid) for pid in workers}
-        async with anyio.create_task_group() as group:
-            for i in range(16):
-                group.start_soon(call_abort, replica.base, alice if i % 2 == 0 else bob)
+        await aborts_at_once(replica.base, [alice, bob] * 8)
         served = {pid: read_bytes(pid) - read_before[pid] for pid in workers}
         scrapes = [scrape(replica.base) for _ in range(8)]
         metrics_dirs = metrics_directories(tmp_path)

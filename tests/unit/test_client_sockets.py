@@ -31,6 +31,7 @@ class FakeInfraBox:
     connections: int = 0
     requests: list[str] = field(default_factory=list)
     url: str = ""
+    hung_up: asyncio.Event = field(default_factory=asyncio.Event)  # set once a connection is closed
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -49,6 +50,8 @@ class FakeInfraBox:
             pass
         finally:
             writer.close()
+            await writer.wait_closed()
+            self.hung_up.set()
 
 
 async def _serve(infrabox: FakeInfraBox) -> AsyncIterator[FakeInfraBox]:
@@ -70,17 +73,11 @@ async def keeping_alive() -> AsyncIterator[FakeInfraBox]:
         yield infrabox
 
 
-async def _settle() -> None:
-    """Let the server's hang-up reach our socket (loopback: within a few loop turns)."""
-    for _ in range(20):
-        await asyncio.sleep(0.005)
-
-
 async def test_a_write_after_the_server_hung_up_goes_on_a_new_connection(hanging_up: FakeInfraBox) -> None:
     client = InfraBoxClient(hanging_up.url, TOKEN)
     try:
         await client.abort_job(P, J, request_id="first")
-        await _settle()
+        await hanging_up.hung_up.wait()  # on loopback our socket reads EOF as soon as theirs is closed
 
         answer = await client.abort_job(P, J, request_id="second")
     finally:
@@ -97,7 +94,6 @@ async def test_a_connection_the_server_keeps_open_is_reused(keeping_alive: FakeI
     try:
         for request_id in ("one", "two", "three"):
             await client.abort_job(P, J, request_id=request_id)
-            await _settle()
     finally:
         await client.aclose()
 
