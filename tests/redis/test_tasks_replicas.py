@@ -35,6 +35,13 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxHandle]:
         yield handle
 
 
+@pytest.fixture
+def long_jobs_sandbox(tmp_path: Path) -> Iterator[SandboxHandle]:
+    """Jobs that run for longer than a test takes: a build restarted here is still running when read."""
+    with start_in_thread(tmp_path / "sandbox.sqlite3", job_duration_s=30.0, tick_interval_s=0.02) as handle:
+        yield handle
+
+
 class SlowJobReads(httpx.AsyncBaseTransport):
     """Forwards to the sandbox; every job list takes `delay` seconds longer and is counted in `reads`."""
 
@@ -119,10 +126,16 @@ def test_two_replicas_polling_one_task_at_once_look_at_the_build_once(
 
 
 def test_a_cancel_during_another_replicas_poll_still_ends_the_task(
-    sandbox: SandboxHandle, redis_server: RedisServer, tmp_path: Path
+    long_jobs_sandbox: SandboxHandle, redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    # The build must still be running when the poll reads it: a look that finds it ended completes the task
+    # even with a cancel waiting (the result is known by then), and 0.1 s jobs could end during the read.
     reads: list[str] = []
-    with two_replicas_and_a_task(sandbox, redis_server, tmp_path, reads) as (first, second, task_id):
+    with two_replicas_and_a_task(long_jobs_sandbox, redis_server, tmp_path, reads) as (
+        first,
+        second,
+        task_id,
+    ):
         with ThreadPoolExecutor(1) as pool:
             polling = pool.submit(Wire(first, ALICE).task, "tasks/get", task_id)
             while not reads:  # the first replica holds the poll lock while it reads the jobs
